@@ -1,0 +1,37 @@
+"""Progress bars: tqdm (installed with captum) when present, otherwise a silent stand-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class _Silent:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.n = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> Any:
+    """A tqdm bar of ``total`` steps, or a no-op object with the same methods."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, **kwargs)
+        except ImportError:  # pragma: no cover
+            pass
+    return _Silent()

@@ -1,0 +1,1 @@
+"""Native torch Contrastive Explanation Method."""

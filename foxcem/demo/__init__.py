@@ -1,0 +1,1 @@
+"""The demo: real handwritten digits, a small CNN, and every foxcem method on it."""

@@ -1,0 +1,1 @@
+"""Captum-backed explainers (one module per method)."""

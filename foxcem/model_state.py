@@ -1,0 +1,138 @@
+"""A guard that leaves a model exactly as the caller had it.
+
+Explaining inside a training loop must not change the training: ``preserve_model_state`` puts the
+model in eval mode for the duration of an explanation and afterwards restores, also when the
+explanation raises:
+
+* the training flag of every submodule,
+* every parameter's ``requires_grad``, its ``.grad`` (object and values) and the parameter
+  object itself (some attribution rules swap parameters),
+* every buffer's values (BatchNorm running statistics, ``num_batches_tracked``),
+* the hooks registered on every submodule and attributes added to its ``__dict__``,
+* the global RNG state of the CPU and of the input's CUDA device (``torch.random.fork_rng``), so
+  an explanation never shifts the training's random stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Optional
+
+import torch
+from torch import nn
+
+__all__ = ["preserve_model_state", "gradients_enabled"]
+
+
+def _hook_dicts(module: nn.Module) -> dict[str, dict]:
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if "hooks" in name and isinstance(value, dict)
+    }
+
+
+class _ModuleSnapshot:
+    """Everything the guard restores for one module tree."""
+
+    def __init__(self, model: nn.Module) -> None:
+        modules = list(model.modules())
+        self.modules = modules
+        self.training = [m.training for m in modules]
+        self.attributes = [set(vars(m)) for m in modules]
+        self.children = [dict(m._modules) for m in modules]
+        self.parameters = [dict(m._parameters) for m in modules]
+        self.hooks = [{k: dict(v) for k, v in _hook_dicts(m).items()} for m in modules]
+        self.buffers = [
+            {k: (b, b.detach().clone()) for k, b in m._buffers.items() if b is not None}
+            for m in modules
+        ]
+        params = {id(p): p for m in modules for p in m._parameters.values() if p is not None}
+        self.params = list(params.values())
+        self.requires_grad = [p.requires_grad for p in self.params]
+        self.grads = [
+            (p.grad, None if p.grad is None else p.grad.detach().clone()) for p in self.params
+        ]
+
+    def restore(self) -> None:
+        for module, training, attrs, children, params, hooks, buffers in zip(
+            self.modules,
+            self.training,
+            self.attributes,
+            self.children,
+            self.parameters,
+            self.hooks,
+            self.buffers,
+        ):
+            for name, hook_dict in _hook_dicts(module).items():
+                before = hooks.get(name, {})
+                for key in [k for k in hook_dict if k not in before]:
+                    del hook_dict[key]
+            for name in [n for n in vars(module) if n not in attrs]:
+                delattr(module, name)
+            module._modules.clear()
+            module._modules.update(children)
+            module._parameters.clear()
+            module._parameters.update(params)
+            with torch.no_grad():
+                for name, (buffer, values) in buffers.items():
+                    module._buffers[name] = buffer
+                    buffer.copy_(values)
+            module.training = training
+        with torch.no_grad():
+            for param, flag, (grad, values) in zip(self.params, self.requires_grad, self.grads):
+                param.requires_grad_(flag)
+                if grad is not None:
+                    grad.copy_(values)
+                param.grad = grad
+
+
+def _cuda_devices(tensors: tuple[Optional[torch.Tensor], ...]) -> list[int]:
+    return sorted(
+        {t.device.index or 0 for t in tensors if t is not None and t.device.type == "cuda"}
+    )
+
+
+@contextlib.contextmanager
+def preserve_model_state(
+    model: object,
+    inputs: Optional[torch.Tensor] = None,
+    freeze_parameters: bool = True,
+) -> Iterator[None]:
+    """Run a block with ``model`` in eval mode and restore all of its state afterwards.
+
+    Args:
+        model: the model to protect; a callable that is not an ``nn.Module`` is left alone except
+            for the RNG isolation.
+        inputs: the caller's input tensor; its ``requires_grad`` flag is restored too.
+        freeze_parameters: switch ``requires_grad`` off on the parameters while inside the block
+            (attributions are taken with respect to inputs, so weight gradients are wasted work).
+    """
+    snapshot = _ModuleSnapshot(model) if isinstance(model, nn.Module) else None
+    input_flag = inputs.requires_grad if inputs is not None else None
+    devices = _cuda_devices((inputs,))
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=True):
+            if snapshot is not None:
+                model.eval()  # type: ignore[union-attr]
+                if freeze_parameters:
+                    for param in snapshot.params:
+                        param.requires_grad_(False)
+            yield
+    finally:
+        if snapshot is not None:
+            snapshot.restore()
+        if inputs is not None and input_flag is not None and inputs.is_leaf:
+            inputs.requires_grad_(input_flag)
+
+
+@contextlib.contextmanager
+def gradients_enabled() -> Iterator[None]:
+    """Enable autograd even inside ``torch.no_grad()`` or ``torch.inference_mode()``.
+
+    Lightning runs validation and prediction under inference mode, where Captum cannot take
+    gradients; this switches it off for the block.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        yield

@@ -1,0 +1,58 @@
+"""Choose an explainer by name: ``get_explainer("integrated_gradients")``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from foxcem.base import Explainer
+
+__all__ = ["register_explainer", "get_explainer", "available_explainers"]
+
+_REGISTRY: dict[str, type[Explainer]] = {}
+E = TypeVar("E", bound="type[Explainer]")
+
+
+def register_explainer(name: str) -> Callable[[E], E]:
+    """Class decorator that makes an :class:`~foxcem.Explainer` available under ``name``."""
+
+    def decorate(cls: E) -> E:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"an explainer named {name!r} is already registered")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    # Importing the package registers every built-in explainer.
+    import foxcem  # noqa: F401
+
+
+def available_explainers() -> list[str]:
+    """The names accepted by :func:`get_explainer`, sorted."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_explainer_class(name: str) -> type[Explainer]:
+    """The explainer class registered under ``name``."""
+    _load_builtin()
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"unknown explainer {name!r}; known explainers: {known}")
+    return _REGISTRY[key]
+
+
+def get_explainer(name: str, **kwargs: object) -> Explainer:
+    """An instance of the explainer registered under ``name`` (``kwargs`` go to its constructor).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    return get_explainer_class(name)(**kwargs)
