@@ -32,7 +32,9 @@ def validate_result(attributions: torch.Tensor) -> None:
         if not isinstance(tensor, torch.Tensor):
             raise RuntimeError(f"the explainer returned {type(tensor).__name__}, not a tensor")
         if 0 in tensor.shape:
-            raise RuntimeError(f"the explainer returned an empty attribution of shape {tuple(tensor.shape)}")
+            raise RuntimeError(
+                f"the explainer returned an empty attribution of shape {tuple(tensor.shape)}"
+            )
 
 
 def predict_scores(model: Any, input_data: torch.Tensor) -> torch.Tensor:
@@ -115,7 +117,11 @@ class Explainer(ABC):
         return result.detach()
 
     def __call__(
-        self, model: nn.Module, input_data: torch.Tensor, pred_label_idx: TargetLike = None, **kwargs: Any
+        self,
+        model: nn.Module,
+        input_data: torch.Tensor,
+        pred_label_idx: TargetLike = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
         """Shorthand for :meth:`calculate_features`."""
         return self.calculate_features(model, input_data, pred_label_idx, **kwargs)

@@ -47,7 +47,9 @@ def model_device(model: nn.Module) -> Optional[torch.device]:
 def check_model(model: object, name: str = "model") -> None:
     """Check that ``model`` can be called."""
     if not callable(model):
-        raise TypeError(f"`{name}` must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        raise TypeError(
+            f"`{name}` must be a torch.nn.Module or a callable, got {type(model).__name__}"
+        )
 
 
 def check_same_device(model: nn.Module, input_data: torch.Tensor, name: str = "input_data") -> None:

@@ -29,9 +29,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> DigitsSplit:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the digits data needs scikit-learn: pip install 'foxcem[demo]'"
-        ) from exc
+        raise ImportError("the digits data needs scikit-learn: pip install 'foxcem[demo]'") from exc
     digits = load_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.as_tensor(digits.target, dtype=torch.long)
