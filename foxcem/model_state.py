@@ -71,14 +71,20 @@ class _ModuleSnapshot:
                     del hook_dict[key]
             for name in [n for n in vars(module) if n not in attrs]:
                 delattr(module, name)
-            module._modules.clear()
-            module._modules.update(children)
-            module._parameters.clear()
-            module._parameters.update(params)
+            if not isinstance(module, torch.jit.ScriptModule):  # TorchScript's are fixed views
+                module._modules.clear()
+                module._modules.update(children)
+                module._parameters.clear()
+                module._parameters.update(params)
             with torch.no_grad():
                 for name, (buffer, values) in buffers.items():
                     module._buffers[name] = buffer
-                    buffer.copy_(values)
+                    # Through .data, and only if changed: an in-place write bumps the version
+                    # counter that a pending backward checks (a train-mode BatchNorm saves its
+                    # running statistics), so an explanation between forward and backward
+                    # would break the caller's loss.backward().
+                    if not torch.equal(buffer, values):
+                        buffer.data.copy_(values)
             module.training = training
         with torch.no_grad():
             for param, flag, (grad, values) in zip(self.params, self.requires_grad, self.grads):

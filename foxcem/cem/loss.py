@@ -1,0 +1,359 @@
+"""The CEM loss: one value per sample, for pertinent positives (PP) and negatives (PN).
+
+"Explanations based on the Missing: Towards Contrastive Explanations with
+Pertinent Negatives", NeurIPS 2018 (arXiv 1802.07623). With ``t`` the explained class and
+``top_other(p) = max_{i≠t} p_i``::
+
+    PP: c·max(top_other(f(δ)) − f_t(δ), −κ)           + γ·‖δ − AE(δ)‖²₂
+    PN: c·max(f_t(x+δ) − top_other(f(x+δ)), −κ)       + γ·‖x+δ − AE(x+δ)‖²₂
+
+(with ``pn_target`` j, PN uses f_j instead of top_other). The elastic-net terms are not part of
+the loss: the optimizer applies them in its proximal step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from foxcem.checks import TargetLike, check_model, check_scores, check_target, check_tensor
+
+__all__ = ["CEMLoss", "CEMEvaluation"]
+
+SampleIndex = Union[torch.Tensor, slice, None]
+BoundLike = Union[float, torch.Tensor, None]
+MODES = ("PP", "PN")
+
+
+class CEMEvaluation(NamedTuple):
+    """Everything one model call tells about δ; each field has the leading shape of the call."""
+
+    #: the loss value c·hinge(attack) + γ·AE term.
+    loss: torch.Tensor
+    #: the attack value ``a`` before the hinge (the loss is saturated when a ≤ −κ).
+    attack: torch.Tensor
+    #: whether the explanation holds (PP: argmax f(δ) = t; PN: argmax f(x+δ) ≠ t, or = pn_target).
+    success: torch.Tensor
+    #: argmax of the model's scores on the perturbed input.
+    prediction: torch.Tensor
+
+
+def _bound_tensor(
+    value: BoundLike, x: torch.Tensor, name: str, channel_dim: int
+) -> Optional[torch.Tensor]:
+    """A bound given as a scalar or a tensor broadcastable to ``x`` (N, …), expanded to x.shape.
+
+    A 1-D tensor with one value per channel (length C) is placed along the channel axis.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise TypeError(f"`{name}` must be a float or a tensor, got {type(value).__name__}")
+    bound = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if bound.dim() == 1 and x.dim() > 2 and bound.shape[0] == x.shape[channel_dim] > 1:
+        shape = [1] * x.dim()
+        shape[channel_dim] = bound.shape[0]
+        bound = bound.reshape(shape)
+    try:
+        return torch.broadcast_to(bound, x.shape).clone()
+    except RuntimeError:
+        raise ValueError(
+            f"`{name}` must be a scalar or a tensor broadcastable to the input's shape "
+            f"{tuple(x.shape)}, got shape {tuple(bound.shape)}"
+        ) from None
+
+
+class CEMLoss:
+    """The per-sample CEM loss for a batch ``x`` of N samples.
+
+    Args:
+        model: any callable mapping a batch (M, …) laid out like ``x`` to class scores
+            (M, classes): logits (as in the paper) or probabilities. It is called as is: put it in
+            eval mode yourself (``CEMExplainer`` does).
+        x: the inputs explained, (N, …): (N, C, H, W) with ``channels_first=True``, (N, H, W, C)
+            otherwise, or any (N, features…) tensor.
+        mode: ``"PP"`` (pertinent positive: δ is the kept part of x) or ``"PN"`` (pertinent
+            negative: δ is added to x).
+        c: weight of the attack term, a float or a (N,) tensor (one per sample, e.g. for a
+            bisection over c).
+        gamma: weight of the autoencoder term (needs ``AE``).
+        K: the confidence κ ≥ 0 of the hinge ``max(a, −κ)``.
+        AE: optional autoencoder, a callable mapping (M, …) to (M, …) in the layout of ``x``.
+        pn_target: PN only: the class j to move towards (int, (N,) tensor or list); the attack
+            uses f_j instead of the top other class, and success means argmax = j.
+        lower, upper: bounds on δ, a scalar or a tensor broadcastable to x (a length-C 1-D tensor
+            is taken per channel). Defaults: PP: δ between 0 and x elementwise (δ ⊆ x);
+            PN: x + δ inside ``feature_range``.
+        channels_first: whether the channel axis of ``x`` is dim 1 (True) or the last dim
+            (False). The model and the autoencoder are always called in the layout of ``x``
+            (channels-last models get channels-last tensors); the flag only places per-channel
+            bounds and ranges.
+        smooth: replace the hinge by its smooth version ``softplus(a + κ) − κ`` (computed
+            stably). With κ = 0 this is the seeds' ``softplus(a)``; for κ > 0 it keeps κ's
+            meaning, tending to −κ as a → −∞ like the hinge.
+        target: the explained class t per sample (int, (N,) tensor or list); ``None``: the
+            model's prediction on x.
+        feature_range: PN only: ``(lo, hi)`` of valid input values, floats or tensors
+            broadcastable to x (per channel allowed). ``None``: each sample's own min and max,
+            so the bounds of a sample never depend on the rest of the batch.
+        add_only: PN only: δ ≥ 0 (features can be added, never removed).
+
+    Calling the loss::
+
+        loss(delta)                # delta (N, …) -> (N,)
+        loss(delta)                # delta (q, N, …) -> (q, N): q candidates per sample, one call
+        loss(delta, samples=idx)   # delta (…, n, …) for the samples x[idx] -> (…, n)
+
+    Raises:
+        ValueError: naming the argument, for an unknown ``mode``, bounds of the wrong shape,
+            ``pn_target`` equal to the explained class, a model output that is not (N, classes).
+    """
+
+    def __init__(
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        mode: str = "PN",
+        c: Union[float, torch.Tensor] = 1.0,
+        gamma: float = 0.0,
+        K: float = 10.0,
+        AE: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        pn_target: TargetLike = None,
+        lower: BoundLike = None,
+        upper: BoundLike = None,
+        channels_first: bool = True,
+        smooth: bool = False,
+        *,
+        target: TargetLike = None,
+        feature_range: Optional[tuple[BoundLike, BoundLike]] = None,
+        add_only: bool = False,
+    ) -> None:
+        check_model(model)
+        check_tensor(x, "x")
+        if x.dim() < 2:
+            raise ValueError(
+                f"`x` must be a batch (N, ...) with N samples, got shape {tuple(x.shape)}"
+            )
+        if not isinstance(mode, str) or mode.upper() not in MODES:
+            raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
+        self.mode = mode.upper()
+        self.model = model
+        self.x = x.detach()
+        self.channels_first = bool(channels_first)
+        self.channel_dim = 1 if self.channels_first else x.dim() - 1
+        self.smooth = bool(smooth)
+        n = x.shape[0]
+
+        for name, value in (("gamma", gamma), ("K", K)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"`{name}` must be a float, got {type(value).__name__}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"`{name}` must be a finite float >= 0, got {value}")
+        self.gamma = float(gamma)
+        self.K = float(K)
+        if AE is not None and not callable(AE):
+            raise TypeError(f"`AE` must be callable, got {type(AE).__name__}")
+        if self.gamma > 0 and AE is None:
+            raise ValueError("`AE` is required when `gamma` > 0")
+        self.AE = AE
+        self.c = self._check_c(c, n)
+
+        with torch.no_grad():
+            scores = model(self.x)
+        scores = check_scores(scores, n)
+        self.num_classes = scores.shape[1]
+        if self.num_classes < 2:
+            raise ValueError(
+                f"the model output must have at least 2 classes, got shape {tuple(scores.shape)}"
+            )
+        resolved = check_target(target, n, self.num_classes, device=x.device, name="target")
+        self.target = scores.argmax(dim=1) if resolved is None else resolved
+
+        self.pn_target: Optional[torch.Tensor] = None
+        if pn_target is not None:
+            if self.mode != "PN":
+                raise ValueError("`pn_target` applies to mode='PN' only")
+            self.pn_target = check_target(
+                pn_target, n, self.num_classes, device=x.device, name="pn_target"
+            )
+            same = self.pn_target == self.target
+            if bool(same.any()):
+                first = int(same.nonzero()[0, 0])
+                raise ValueError(
+                    f"`pn_target` must differ from the explained class, but sample {first} has "
+                    f"pn_target = class {int(self.target[first])} = its explained class"
+                )
+
+        if add_only and self.mode != "PN":
+            raise ValueError("`add_only` applies to mode='PN' only")
+        if feature_range is not None and self.mode != "PN":
+            raise ValueError("`feature_range` applies to mode='PN' only")
+        self.lower, self.upper = self._bounds(lower, upper, feature_range, bool(add_only))
+
+    # ------------------------------------------------------------------ setup helpers
+    def _check_c(self, c: Union[float, torch.Tensor], n: int) -> torch.Tensor:
+        if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)):
+            raise TypeError(f"`c` must be a float or a (N,) tensor, got {type(c).__name__}")
+        value = torch.as_tensor(c, dtype=self.x.dtype, device=self.x.device)
+        if value.dim() == 0:
+            value = value.expand(n)
+        if value.shape != (n,):
+            raise ValueError(
+                f"`c` must be a float or a tensor of shape (N,) = ({n},), got {tuple(value.shape)}"
+            )
+        if bool((value < 0).any()) or not bool(torch.isfinite(value).all()):
+            raise ValueError("`c` must be finite and >= 0")
+        return value.clone()
+
+    def _bounds(
+        self,
+        lower: BoundLike,
+        upper: BoundLike,
+        feature_range: Optional[tuple[BoundLike, BoundLike]],
+        add_only: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x
+        lo_user = _bound_tensor(lower, x, "lower", self.channel_dim)
+        hi_user = _bound_tensor(upper, x, "upper", self.channel_dim)
+        if self.mode == "PP":
+            lo_def = torch.clamp(x, max=0.0)
+            hi_def = torch.clamp(x, min=0.0)
+        else:
+            if feature_range is None:
+                flat = x.reshape(x.shape[0], -1)
+                shape = (-1,) + (1,) * (x.dim() - 1)
+                f_lo = flat.amin(dim=1).reshape(shape).expand_as(x)
+                f_hi = flat.amax(dim=1).reshape(shape).expand_as(x)
+            else:
+                if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
+                    raise ValueError("`feature_range` must be a pair (lo, hi)")
+                f_lo = _bound_tensor(feature_range[0], x, "feature_range", self.channel_dim)
+                f_hi = _bound_tensor(feature_range[1], x, "feature_range", self.channel_dim)
+                if bool((f_lo > f_hi).any()):  # type: ignore[operator]
+                    raise ValueError("`feature_range` must have lo <= hi")
+            lo_def = f_lo - x  # type: ignore[operator]
+            hi_def = f_hi - x  # type: ignore[operator]
+            if add_only:
+                lo_def = torch.clamp(lo_def, min=0.0)
+                hi_def = torch.maximum(hi_def, lo_def)
+        lo = lo_def.clone() if lo_user is None else lo_user
+        hi = hi_def.clone() if hi_user is None else hi_user
+        if bool((lo > hi).any()):
+            raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
+        return lo, hi
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def num_samples(self) -> int:
+        """N, the number of samples explained."""
+        return self.x.shape[0]
+
+    def start(
+        self, noise_std: float = 0.0, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """The starting δ₀ (N, …): PP: x itself; PN: zeros, or N(0, noise_std²) noise drawn from
+        ``generator`` (on x's device); clipped to the bounds."""
+        if self.mode == "PP":
+            delta = self.x.clone()
+        elif noise_std > 0:
+            delta = noise_std * torch.randn(
+                self.x.shape, generator=generator, device=self.x.device, dtype=self.x.dtype
+            )
+        else:
+            delta = torch.zeros_like(self.x)
+        return torch.minimum(torch.maximum(delta, self.lower), self.upper)
+
+    def model_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """What the model sees for ``delta``: δ (PP) or x + δ (PN), same shape as ``delta``."""
+        if self.mode == "PP":
+            return delta
+        return self._select(self.x, samples) + delta
+
+    def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
+        return value if samples is None else value[samples]
+
+    def _rows(self, delta: torch.Tensor, samples: SampleIndex) -> tuple[torch.Size, int]:
+        """Check ``delta`` (*L, n, …) and return (leading shape L + (n,), number of rows)."""
+        sample_shape = self.x.shape[1:]
+        k = len(sample_shape)
+        if not isinstance(delta, torch.Tensor):
+            raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")
+        n = self.x.shape[0] if samples is None else self._select(self.target, samples).shape[0]
+        if (
+            delta.dim() < k + 1
+            or delta.shape[delta.dim() - k :] != sample_shape
+            or (delta.shape[delta.dim() - k - 1] != n)
+        ):
+            raise ValueError(
+                f"`delta` must have shape (..., {n}, {', '.join(map(str, sample_shape))}), "
+                f"got {tuple(delta.shape)}"
+            )
+        lead = delta.shape[: delta.dim() - k]
+        return lead, int(math.prod(lead))
+
+    def evaluate(self, delta: torch.Tensor, samples: SampleIndex = None) -> CEMEvaluation:
+        """Loss, attack value, success and prediction of ``delta`` in one model call.
+
+        Args:
+            delta: (*L, n, …) with the sample shape of x; n = N, or the number of samples
+                selected by ``samples``.
+            samples: ``None`` (all N samples, in order), or an index tensor / slice selecting
+                the samples of x that the n rows of ``delta`` belong to (repeats allowed).
+
+        Returns:
+            A :class:`CEMEvaluation` whose fields have shape (*L, n).
+        """
+        lead, rows = self._rows(delta, samples)
+        inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
+        scores = check_scores(self.model(inputs), rows).reshape(lead + (-1,))
+        target = self._select(self.target, samples).expand(lead)
+        f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        if self.pn_target is not None:
+            pn_target = self._select(self.pn_target, samples).expand(lead)
+            other = scores.gather(-1, pn_target.unsqueeze(-1)).squeeze(-1)
+        else:
+            is_target = torch.zeros_like(scores, dtype=torch.bool).scatter_(
+                -1, target.unsqueeze(-1), True
+            )
+            other = scores.masked_fill(is_target, float("-inf")).amax(dim=-1)
+        attack = other - f_t if self.mode == "PP" else f_t - other
+        if self.smooth:
+            hinge = F.softplus(attack + self.K) - self.K
+        else:
+            hinge = torch.clamp(attack, min=-self.K)
+        loss = self._select(self.c, samples).to(hinge.dtype) * hinge
+        if self.gamma > 0 and self.AE is not None:
+            reconstruction = self.AE(inputs)
+            error = (inputs - reconstruction).reshape(rows, -1).pow(2).sum(dim=1)
+            loss = loss + self.gamma * error.reshape(lead)
+        prediction = scores.argmax(dim=-1)
+        if self.mode == "PP":
+            success = prediction == target
+        elif self.pn_target is not None:
+            success = prediction == pn_target
+        else:
+            success = prediction != target
+        return CEMEvaluation(loss, attack, success, prediction)
+
+    def __call__(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """The loss per sample: ``delta`` (*L, n, …) -> (*L, n); see :meth:`evaluate`."""
+        return self.evaluate(delta, samples).loss
+
+    def attack(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """The attack value a per sample (before the hinge): the loss is saturated at a ≤ −κ."""
+        with torch.no_grad():
+            return self.evaluate(delta, samples).attack
+
+    def success(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """Whether each explanation holds, bool (*L, n): PP keeps the class, PN changes it."""
+        with torch.no_grad():
+            return self.evaluate(delta, samples).success
+
+    def __repr__(self) -> str:
+        return (
+            f"CEMLoss(mode={self.mode!r}, N={self.num_samples}, K={self.K}, "
+            f"gamma={self.gamma}, smooth={self.smooth})"
+        )

@@ -1,0 +1,569 @@
+"""The ``foxcem demo`` pipeline: train (or load) the digits CNN, explain test digits, draw, summarise.
+
+Usable from Python as well::
+
+    from foxcem.demo.run import DemoConfig, run_demo, format_table
+    summary = run_demo(DemoConfig(num_images=4, output="out"))
+    print(format_table(summary))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import nn
+
+from foxcem._progress import progress_bar
+from foxcem._version import __version__
+from foxcem.demo.digits import (
+    DigitsCNN,
+    DigitsSplit,
+    accuracy,
+    load_digits_split,
+    train_digits_model,
+)
+from foxcem.model_state import preserve_model_state
+
+__all__ = [
+    "DEFAULT_CEM",
+    "DEFAULT_METHODS",
+    "DEFAULT_NUM_IMAGES",
+    "METHODS",
+    "DemoConfig",
+    "default_cache_dir",
+    "flush_denormals",
+    "format_table",
+    "load_or_train_model",
+    "parse_methods",
+    "run_demo",
+    "select_images",
+    "train_demo_model",
+]
+
+
+@dataclass(frozen=True)
+class _Method:
+    label: str  # shown in the figure and the table
+    registry: str  # the explainer's registry name
+    kind: str  # "attribution" or "cem"
+
+
+#: The demo's methods, in the order they are run and drawn.
+METHODS: dict[str, _Method] = {
+    "ig": _Method("IG", "integrated_gradients", "attribution"),
+    "layer_ig": _Method("Layer IG", "layer_integrated_gradients", "attribution"),
+    "saliency": _Method("Saliency", "gradient", "attribution"),
+    "cem_pp": _Method("CEM PP", "cem", "cem"),
+    "cem_pn": _Method("CEM PN", "cem", "cem"),
+    "cem_pn_urv": _Method("CEM PN (URV)", "cem", "cem"),
+}
+DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
+_ALIASES = {
+    "integrated_gradients": "ig",
+    "layer_integrated_gradients": "layer_ig",
+    "gradient": "saliency",
+    "pp": "cem_pp",
+    "pn": "cem_pn",
+    "pn_urv": "cem_pn_urv",
+    "urv": "cem_pn_urv",
+}
+DEFAULT_NUM_IMAGES = 6
+
+#: CEM settings shared by the demo's CEM runs (``num_iter`` is ``--num-iter``).
+DEFAULT_CEM: dict[str, Any] = {"num_iter": 300}
+#: Per-method CEM options (passed to ``CEMExplainer.calculate_features``).
+CEM_OPTIONS: dict[str, dict[str, Any]] = {
+    "cem_pp": {"mode": "PP", "gradient": "autograd"},
+    "cem_pn": {"mode": "PN", "gradient": "autograd"},
+    "cem_pn_urv": {"mode": "PN", "gradient": "urv"},
+}
+#: Options of the attribution methods.
+ATTRIBUTION_OPTIONS: dict[str, dict[str, Any]] = {
+    "ig": {"n_steps": 50, "return_convergence_delta": True},
+    "layer_ig": {"n_steps": 50, "return_convergence_delta": True},
+    "saliency": {"aggregate": "abs_max"},
+}
+#: Heatmap sign per figure label: IG and Layer IG are signed, saliency is a magnitude.
+_SIGNS = {"IG": "all", "Layer IG": "all", "Saliency": "absolute"}
+#: Resolution of the figures (dots per inch).
+FIGURE_DPI = 80
+#: An entry of δ counts towards ‖δ‖₀ when its magnitude exceeds this.
+L0_TOLERANCE = 1e-6
+
+
+@dataclass
+class DemoConfig:
+    """Settings of one demo run (the command-line options).
+
+    Attributes:
+        seed: seed of the data split, the training and the CEM generators.
+        device: torch device of the model and the explanations.
+        methods: keys of :data:`METHODS` (or registry names) to run.
+        num_iter: CEM optimisation steps.
+        num_images: test digits explained (the first of each class 0, 1, 2, ...).
+        output: folder for ``explanations.png``, ``cem_savepoints.png`` and ``summary.json``.
+        cache_dir: weights cache (default :func:`default_cache_dir`).
+        use_cache: read and write the weights cache.
+        epochs: training epochs.
+        progress: show progress bars.
+        savepoint_figure: also run one CEM PN with savepoints and draw ``cem_savepoints.png``.
+        threads: torch CPU threads while the demo runs (0: leave torch's setting).
+        extra: per-method extra CEM options, e.g. ``{"cem_pn": {"K": 10.0}}``.
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    methods: Sequence[str] = DEFAULT_METHODS
+    num_iter: int = DEFAULT_CEM["num_iter"]
+    num_images: int = DEFAULT_NUM_IMAGES
+    output: Union[str, Path] = Path("foxcem-demo")
+    cache_dir: Optional[Union[str, Path]] = None
+    use_cache: bool = True
+    epochs: int = 30
+    progress: bool = True
+    savepoint_figure: bool = True
+    threads: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_methods(text: Union[str, Sequence[str]]) -> list[str]:
+    """Method keys from a comma-separated list (demo names or registry names), in demo order.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones) or an empty list.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    chosen = set()
+    for item in items:
+        key = item.strip().lower().replace("-", "_")
+        if not key:
+            continue
+        if key == "all":
+            chosen.update(METHODS)
+            continue
+        key = _ALIASES.get(key, key)
+        if key not in METHODS:
+            raise ValueError(
+                f"unknown demo method {item.strip()!r}; choose from {', '.join(METHODS)}"
+            )
+        chosen.add(key)
+    if not chosen:
+        raise ValueError(f"no method given; choose from {', '.join(METHODS)}")
+    return [key for key in METHODS if key in chosen]
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/foxcem``, or ``~/.cache/foxcem`` when ``XDG_CACHE_HOME`` is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if base.strip() else Path.home() / ".cache"
+    return root / "foxcem"
+
+
+def _training_settings(seed: int, epochs: int, device: str) -> dict[str, Any]:
+    return {
+        "model": "DigitsCNN-v1",
+        "data": "sklearn-digits-test0.2",
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": 64,
+        "lr": 2e-3,
+        "device_type": torch.device(device).type,
+    }
+
+
+def _cache_path(cache_dir: Path, settings: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"digits_cnn_seed{settings['seed']}_{key}.pt"
+
+
+def train_demo_model(
+    split: Optional[DigitsSplit] = None,
+    seed: int = 0,
+    epochs: int = 30,
+    device: str = "cpu",
+    progress: bool = True,
+) -> nn.Module:
+    """Train the demo's CNN exactly as ``foxcem demo`` does (fixed seed), with a progress bar.
+
+    Returns the model in eval mode on ``device``.
+    """
+    split = split if split is not None else load_digits_split(seed=seed)
+    settings = _training_settings(seed, epochs, device)
+    with progress_bar(epochs, "training", enabled=progress, unit="epoch") as bar:
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        return train_digits_model(
+            split,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            on_epoch=on_epoch,
+        )
+
+
+def load_or_train_model(
+    split: DigitsSplit,
+    seed: int = 0,
+    epochs: int = 30,
+    device: str = "cpu",
+    cache_dir: Optional[Union[str, Path]] = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The demo model: loaded from the cache when trained before with the same settings.
+
+    The cache file is keyed by the training settings (seed, epochs, optimiser, device type). A
+    missing or unreadable cache file means training; the result is then written (atomically).
+
+    Returns:
+        ``(model, info)`` with ``info`` holding ``cached`` (bool), ``weights`` (the path, or
+        ``None`` without cache) and ``train_seconds``.
+    """
+    settings = _training_settings(seed, epochs, device)
+    path = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), settings)
+    info: dict[str, Any] = {"cached": False, "weights": str(path) if use_cache else None}
+    if use_cache and path.is_file():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("settings") != settings:
+                raise ValueError("settings differ")
+            model = DigitsCNN()
+            model.load_state_dict(payload["state_dict"])
+            info.update(cached=True, train_seconds=0.0)
+            return model.to(device).eval(), info
+        except Exception:  # a stale or corrupt file: train again and overwrite it
+            pass
+    start = time.perf_counter()
+    model = train_demo_model(split, seed=seed, epochs=epochs, device=device, progress=progress)
+    info["train_seconds"] = time.perf_counter() - start
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"settings": settings, "state_dict": state}, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only cache is not fatal
+            info["weights"] = None
+            info["cache_error"] = str(exc)
+    return model, info
+
+
+def select_images(labels: torch.Tensor, num_images: int) -> list[int]:
+    """Indices of test digits to explain: the first of each class 0, 1, 2, ..., then repeating."""
+    labels = labels.cpu()
+    per_class = {int(c): (labels == c).nonzero().flatten().tolist() for c in labels.unique()}
+    chosen: list[int] = []
+    rank = 0
+    while len(chosen) < num_images:
+        added = False
+        for cls in sorted(per_class):
+            if rank < len(per_class[cls]) and len(chosen) < num_images:
+                chosen.append(per_class[cls][rank])
+                added = True
+        if not added:
+            break
+        rank += 1
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# explaining
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+def _cem_options(key: str, config: DemoConfig) -> dict[str, Any]:
+    options = dict(CEM_OPTIONS[key])
+    options.update(num_iter=config.num_iter, seed=config.seed)
+    options.update(config.extra.get(key, {}))
+    return options
+
+
+def _run_attribution(
+    key: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    from foxcem.registry import get_explainer
+
+    method = METHODS[key]
+    options = dict(ATTRIBUTION_OPTIONS[key])
+    result = get_explainer(method.registry).calculate_features(model, x, targets, **options)
+    stats: dict[str, Any] = {"options": options}
+    if isinstance(result, tuple):
+        result, delta = result
+        delta = delta.detach().abs().float().cpu()
+        stats["mean_abs_convergence_delta"] = float(delta.mean())
+        stats["max_abs_convergence_delta"] = float(delta.max())
+    return result, stats
+
+
+def _run_cem(
+    key: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: DemoConfig
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    from foxcem.registry import get_explainer
+
+    options = _cem_options(key, config)
+    options.setdefault("progress", config.progress)
+    delta = get_explainer("cem").calculate_features(model, x, targets, **options)
+    mode = options["mode"]
+    probe = delta if mode == "PP" else x + delta
+    predicted = _predict(model, probe)
+    success = predicted == targets if mode == "PP" else predicted != targets
+    flat = delta.detach().flatten(1).float()
+    stats = {
+        "options": {k: v for k, v in options.items() if k != "progress"},
+        "mode": mode,
+        "success_rate": float(success.float().mean()),
+        "successes": int(success.sum()),
+        "mean_l1": float(flat.abs().sum(dim=1).mean()),
+        "mean_l0": float((flat.abs() > L0_TOLERANCE).sum(dim=1).float().mean()),
+        "mean_count_above_0.01": float((flat.abs() > 0.01).sum(dim=1).float().mean()),
+        "predictions": predicted.cpu().tolist(),
+    }
+    try:  # the per-mode defaults the explainer filled in (c, K, l1, l2, eta)
+        from foxcem.cem.explainer import MODE_DEFAULTS
+
+        stats["defaults"] = dict(MODE_DEFAULTS[mode])
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover
+        pass
+    return delta, stats
+
+
+def _savepoints(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: DemoConfig
+) -> tuple[Any, dict[str, Any]]:
+    """Savepoints of one PN run (autograd gradient) on the first explained digit."""
+    from foxcem.registry import get_explainer
+
+    options = _cem_options("cem_pn", config)
+    save_freq = max(2, config.num_iter // 4)
+    generator = get_explainer("cem").create_explainer(
+        model, **{**options, "save_freq": save_freq, "device": x.device}
+    )
+    with preserve_model_state(model, inputs=x):
+        savepoints, meta = generator.run(image=x, inference_call=model, target=target)
+    return savepoints, {"save_freq": save_freq, "success": bool(meta["success"].all())}
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU for a block (then back to the default, off).
+
+    The PP optimisation drives many entries towards zero; on x86 CPUs arithmetic on denormal
+    numbers is very slow (the CEM PP step was about 10x slower without this), and values below
+    1e-38 make no difference to an explanation.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
+
+
+def run_demo(config: DemoConfig, log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Run the whole demo; returns the summary (also written to ``summary.json``).
+
+    On the CPU it runs with ``config.threads`` torch threads (default 1: the digits CNN is so
+    small that more threads only add synchronisation, which is costly on a busy machine); the
+    previous thread count is restored afterwards.
+
+    Args:
+        config: the settings.
+        log: called with progress messages (e.g. ``print``); ``None`` is silent.
+    """
+    threads = torch.get_num_threads()
+    if config.threads and torch.device(config.device).type == "cpu":
+        torch.set_num_threads(config.threads)
+    try:
+        return _run_demo(config, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[str, Any]:
+    say = log or (lambda message: None)
+    from foxcem.visualization import _require_matplotlib, plot_explanation_grid, plot_savepoints
+
+    _require_matplotlib()  # fail before training, not after
+    total_start = time.perf_counter()
+    methods = parse_methods(config.methods)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r} requested but CUDA is not available")
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    split = load_digits_split(seed=config.seed)
+    model, model_info = load_or_train_model(
+        split,
+        seed=config.seed,
+        epochs=config.epochs,
+        device=config.device,
+        cache_dir=config.cache_dir,
+        use_cache=config.use_cache,
+        progress=config.progress,
+    )
+    test_accuracy = accuracy(model, split.x_test.to(device), split.y_test.to(device))
+    model_info["test_accuracy"] = test_accuracy
+    source = (
+        "loaded from cache"
+        if model_info["cached"]
+        else f"trained in {model_info['train_seconds']:.1f} s"
+    )
+    say(
+        f"digits CNN ({source}): test accuracy {100 * test_accuracy:.1f}% "
+        f"on {len(split.y_test)} held-out real digits"
+    )
+
+    indices = select_images(split.y_test, config.num_images)
+    x = split.x_test[indices].to(device)
+    labels = split.y_test[indices]
+    targets = _predict(model, x)
+
+    results: dict[str, torch.Tensor] = {}
+    stats: dict[str, dict[str, Any]] = {}
+    figure_info: dict[str, Any] = {}
+    savepoints = None
+    with flush_denormals():
+        for key in methods:
+            method = METHODS[key]
+            say(f"explaining {len(indices)} digits with {method.label} ...")
+            _sync(device)
+            start = time.perf_counter()
+            if method.kind == "cem":
+                result, info = _run_cem(key, model, x, targets, config)
+            else:
+                result, info = _run_attribution(key, model, x, targets)
+            _sync(device)
+            info["seconds"] = time.perf_counter() - start
+            results[key] = result.detach().cpu()
+            stats[key] = {"label": method.label, "registry": method.registry, **info}
+        if config.savepoint_figure and any(METHODS[k].kind == "cem" for k in methods):
+            start = time.perf_counter()
+            savepoints, figure_info = _savepoints(model, x[:1], targets[:1], config)
+            figure_info["seconds"] = time.perf_counter() - start
+
+    cpu_model = _CpuView(model, device)
+    attributions = {METHODS[k].label: results[k] for k in methods if METHODS[k].kind != "cem"}
+    pp = {METHODS[k].label: results[k] for k in methods if stats[k].get("mode") == "PP"}
+    pn = {METHODS[k].label: results[k] for k in methods if stats[k].get("mode") == "PN"}
+    fig = plot_explanation_grid(
+        x.cpu(),
+        attributions,
+        pp=pp or None,
+        pn=pn or None,
+        model=cpu_model,
+        labels=labels.tolist(),
+        sign={label: _SIGNS.get(label, "absolute") for label in attributions},
+        title=f"foxcem demo: real digits, CNN test accuracy {100 * test_accuracy:.1f}%",
+    )
+    fig.savefig(output / "explanations.png", dpi=FIGURE_DPI)
+    files = ["explanations.png"]
+    if savepoints is not None:
+        fig = plot_savepoints(
+            savepoints,
+            image=x[:1].cpu(),
+            model=cpu_model,
+            mode="PN",
+            title=f"CEM pertinent negative of a {int(labels[0])}: savepoints (blue removed, red added)",
+        )
+        fig.savefig(output / "cem_savepoints.png", dpi=FIGURE_DPI)
+        files.append("cem_savepoints.png")
+    files.append("summary.json")
+
+    summary: dict[str, Any] = {
+        "foxcem_version": __version__,
+        "torch_version": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "seed": config.seed,
+        "num_images": len(indices),
+        "num_iter": config.num_iter,
+        "model": {"epochs": config.epochs, **model_info},
+        "images": {
+            "test_indices": indices,
+            "labels": labels.tolist(),
+            "predictions": targets.cpu().tolist(),
+        },
+        "methods": stats,
+        "savepoints": figure_info,
+        "files": files,
+        "output": str(output),
+    }
+    summary["total_seconds"] = time.perf_counter() - total_start
+    with open(output / "summary.json", "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
+
+
+class _CpuView(nn.Module):
+    """Runs a model on its device for CPU inputs, returning CPU scores (for the figures)."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.model = model
+        self.device = device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(self.device)).cpu()
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The summary as a plain-text table (one row per method)."""
+    model = summary["model"]
+    lines = [
+        f"digits CNN test accuracy: {100 * model['test_accuracy']:.1f}% "
+        f"({'cached weights' if model.get('cached') else 'trained'}), "
+        f"{summary['num_images']} digits explained on {summary['device']}",
+        "",
+    ]
+    header = ("method", "time [s]", "success", "mean |δ|₁", "mean |δ|₀", "mean |conv. δ|")
+    rows = [header]
+    for stats in summary["methods"].values():
+        success = l1 = l0 = conv = "-"
+        if "success_rate" in stats:
+            verb = "keeps" if stats["mode"] == "PP" else "flips"
+            success = f"{stats['successes']}/{summary['num_images']} {verb}"
+            l1 = f"{stats['mean_l1']:.3f}"
+            l0 = f"{stats['mean_l0']:.1f}"
+        if "mean_abs_convergence_delta" in stats:
+            conv = f"{stats['mean_abs_convergence_delta']:.2e}"
+        rows.append((stats["label"], f"{stats['seconds']:.2f}", success, l1, l0, conv))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"total {summary['total_seconds']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Finding the layer a layer-attribution method explains."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from torch import nn
+
+__all__ = ["get_last_conv_layer", "resolve_layer", "require_module"]
+
+
+def require_module(model: Any, method: str) -> nn.Module:
+    """Check that ``model`` is an ``nn.Module`` (methods that hook layers need one).
+
+    Raises:
+        TypeError: naming ``model`` when it is a plain callable.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"`model` must be a torch.nn.Module for {method} (it hooks the model's layers), "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def get_last_conv_layer(model: nn.Module) -> nn.Conv2d:
+    """The last ``nn.Conv2d`` of ``model`` in registration order (``model.modules()``).
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        ValueError: if ``model`` has no ``nn.Conv2d``; pass the layer explicitly then.
+    """
+    require_module(model, "finding the last convolution")
+    last: Optional[nn.Conv2d] = None
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            last = module
+    if last is None:
+        raise ValueError(
+            f"`model` ({type(model).__name__}) has no torch.nn.Conv2d layer to default to; "
+            "pass `layer=` explicitly"
+        )
+    return last
+
+
+def resolve_layer(model: Any, layer: Optional[nn.Module]) -> nn.Module:
+    """``layer`` checked to be a submodule of ``model``; ``None`` means the last ``nn.Conv2d``.
+
+    Raises:
+        TypeError: if ``layer`` is not an ``nn.Module``.
+        ValueError: if ``layer`` is not part of ``model`` or ``model`` has no ``nn.Conv2d``.
+    """
+    if layer is None:
+        return get_last_conv_layer(model)
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
+    if isinstance(model, nn.Module) and not any(m is layer for m in model.modules()):
+        raise ValueError(
+            f"`layer` ({type(layer).__name__}) is not a submodule of the model "
+            f"({type(model).__name__})"
+        )
+    return layer
