@@ -156,14 +156,50 @@ class _ExpGradBase(torch.optim.Optimizer):
         beta = 1.0 / p[0].numel()
         return torch.log1p(torch.maximum(lo.abs(), hi.abs()) / beta)
 
-    def _init_state(self, p: torch.Tensor, state: dict[str, Any], lam0: float) -> None:
+    #: λ before the first step.
+    _lam0: float
+    #: The state entry the parameter holds after a step: the next gradient point.
+    _point: str
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         n = p.shape[0]
         sdt = _scalar_dtype(p)
         state["step"] = torch.zeros(n, dtype=sdt, device=p.device)
-        state["lam"] = torch.full((n,), lam0, dtype=sdt, device=p.device)
+        state["lam"] = torch.full((n,), self._lam0, dtype=sdt, device=p.device)
         state["x"] = p.detach().clone()
         state["y"] = p.detach().clone()
         state.setdefault("active", torch.ones(n, dtype=torch.bool, device=p.device))
+
+    def _update(
+        self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """The method's step for one parameter: its new state entries, every sample updated."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Optional[torch.Tensor]:
+        """One step for every parameter with a ``.grad``; frozen samples keep state and value.
+
+        Args:
+            closure: optional callable that re-evaluates the loss (run with grad enabled).
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "step" not in state:
+                    self._init_state(p, state)
+                self._commit(state, self._update(p.grad.detach().to(p.dtype), state, group))
+                p.copy_(state[self._point])
+        return loss
 
     def set_active(self, mask: torch.Tensor, param: Optional[torch.Tensor] = None) -> None:
         """Freeze samples: where ``mask`` (N,) is False, :meth:`step` leaves state and value alone.
@@ -196,9 +232,8 @@ class _ExpGradBase(torch.optim.Optimizer):
             return torch.zeros(param.shape[0], dtype=torch.long, device=param.device)
         return state["step"].long()
 
-    def _commit(
-        self, state: dict[str, Any], updates: dict[str, torch.Tensor], p: torch.Tensor
-    ) -> None:
+    @staticmethod
+    def _commit(state: dict[str, Any], updates: dict[str, torch.Tensor]) -> None:
         active = state["active"]
         for key, new in updates.items():
             old = state[key]
@@ -221,34 +256,23 @@ class AdaExpGrad(_ExpGradBase):
         lower, upper: elementwise bounds on δ, scalars or tensors broadcastable to the parameter.
     """
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Optional[torch.Tensor]:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            eta, l1, l2 = group["eta"], group["l1"], group["l2"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "step" not in state:
-                    self._init_state(p, state, lam0=1.0)
-                g = p.grad.detach().to(p.dtype)
-                beta = 1.0 / p[0].numel()
-                t = state["step"] + 1
-                g_inf = g.abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
-                lam = state["lam"] + g_inf**2
-                alpha = eta * torch.sqrt(lam)
-                x = exp_grad_prox(
-                    state["x"], g, alpha, l1, l2, torch.ones_like(t), beta,
-                    state["lower"], state["upper"], state["cap"],
-                )  # fmt: skip
-                y = x / _per_sample(t, x) + _per_sample(1.0 - 1.0 / t, x) * state["y"]
-                self._commit(state, {"step": t, "lam": lam, "x": x, "y": y}, p)
-                p.copy_(state["x"])
-        return loss
+    _lam0 = 1.0
+    _point = "x"
+
+    def _update(
+        self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        beta = 1.0 / g[0].numel()
+        t = state["step"] + 1
+        g_inf = g.abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
+        lam = state["lam"] + g_inf**2
+        alpha = group["eta"] * torch.sqrt(lam)
+        x = exp_grad_prox(
+            state["x"], g, alpha, group["l1"], group["l2"], torch.ones_like(t), beta,
+            state["lower"], state["upper"], state["cap"],
+        )  # fmt: skip
+        y = x / _per_sample(t, x) + _per_sample(1.0 - 1.0 / t, x) * state["y"]
+        return {"step": t, "lam": lam, "x": x, "y": y}
 
 
 class AoExpGrad(_ExpGradBase):
@@ -268,6 +292,9 @@ class AoExpGrad(_ExpGradBase):
             implementation does. Then G = 0 and the step moves x to the regulariser's minimum.
     """
 
+    _lam0 = 0.0
+    _point = "y"
+
     def __init__(
         self,
         params: Iterable[torch.Tensor],
@@ -283,41 +310,30 @@ class AoExpGrad(_ExpGradBase):
         self.alpha_min = float(alpha_min)
         super().__init__(params, eta=eta, l1=l1, l2=l2, lower=lower, upper=upper)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Optional[torch.Tensor]:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            eta, l1, l2 = group["eta"], group["l1"], group["l2"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "step" not in state:
-                    self._init_state(p, state, lam0=0.0)
-                    state["B"] = torch.zeros_like(state["step"])
-                    state["h"] = torch.zeros_like(p)
-                g = p.grad.detach().to(p.dtype)
-                d = p[0].numel()
-                beta = 1.0 / d
-                t = state["step"] + 1
-                B = state["B"] + t
-                h = state["h"]
-                gh_inf = (g - h).abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
-                lam = state["lam"] + (t * gh_inf) ** 2
-                alpha = eta * torch.sqrt(lam) / math.sqrt(math.log(d + 1))
-                alpha = torch.where(alpha > 0, alpha, torch.full_like(alpha, self.alpha_min))
-                # Keep s·l2/α finite even for a subnormal α.
-                alpha = torch.clamp(alpha, min=math.sqrt(torch.finfo(p.dtype).tiny))
-                t_ = _per_sample(t, g)
-                G = t_ * g - t_ * h + (t_ + 1.0) * g
-                x = exp_grad_prox(
-                    state["x"], G, alpha, l1, l2, t + 1.0, beta,
-                    state["lower"], state["upper"], state["cap"],
-                )  # fmt: skip
-                y = _per_sample(t / B, x) * x + _per_sample((B - t) / B, x) * state["y"]
-                self._commit(state, {"step": t, "B": B, "lam": lam, "x": x, "y": y, "h": g}, p)
-                p.copy_(state["y"])
-        return loss
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+        super()._init_state(p, state)
+        state["B"] = torch.zeros_like(state["step"])
+        state["h"] = torch.zeros_like(p)
+
+    def _update(
+        self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        d = g[0].numel()
+        beta = 1.0 / d
+        t = state["step"] + 1
+        B = state["B"] + t
+        h = state["h"]
+        gh_inf = (g - h).abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
+        lam = state["lam"] + (t * gh_inf) ** 2
+        alpha = group["eta"] * torch.sqrt(lam) / math.sqrt(math.log(d + 1))
+        alpha = torch.where(alpha > 0, alpha, torch.full_like(alpha, self.alpha_min))
+        # Keep s·l2/α finite even for a subnormal α.
+        alpha = torch.clamp(alpha, min=math.sqrt(torch.finfo(g.dtype).tiny))
+        t_ = _per_sample(t, g)
+        G = t_ * g - t_ * h + (t_ + 1.0) * g
+        x = exp_grad_prox(
+            state["x"], G, alpha, group["l1"], group["l2"], t + 1.0, beta,
+            state["lower"], state["upper"], state["cap"],
+        )  # fmt: skip
+        y = _per_sample(t / B, x) * x + _per_sample((B - t) / B, x) * state["y"]
+        return {"step": t, "B": B, "lam": lam, "x": x, "y": y, "h": g}
