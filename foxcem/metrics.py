@@ -91,13 +91,14 @@ def _scores(model: Any, inputs: torch.Tensor) -> torch.Tensor:
     return scores
 
 
-def _resolve_targets(
-    model: Any, inputs: torch.Tensor, targets: TargetLike, name: str = "targets"
-) -> torch.Tensor:
-    """(N,) int64 targets on the input's device; ``None``: the model's prediction."""
+def _scores_and_targets(
+    model: Any, inputs: torch.Tensor, targets: TargetLike
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's scores (N, classes) on ``inputs`` and (N,) int64 targets on the input's
+    device; ``None`` targets: the model's prediction."""
     scores = _scores(model, inputs)
-    resolved = check_target(targets, inputs.shape[0], scores.shape[1], inputs.device, name)
-    return scores.argmax(dim=1) if resolved is None else resolved
+    resolved = check_target(targets, inputs.shape[0], scores.shape[1], inputs.device, "targets")
+    return scores, scores.argmax(dim=1) if resolved is None else resolved
 
 
 def _check_attributions(attributions: object, inputs: torch.Tensor) -> torch.Tensor:
@@ -180,7 +181,7 @@ def perturbation_curve(
     with preserve_model_state(model, inputs=x), torch.no_grad():
         attr = _check_attributions(attributions, x)
         base = torch.broadcast_to(_check_baseline(baseline, x), x.shape)
-        target = _resolve_targets(model, x, targets)
+        _, target = _scores_and_targets(model, x, targets)
         n = x.shape[0]
         flat = attr.flatten(1)
         num_features = flat.shape[1]
@@ -197,17 +198,16 @@ def perturbation_curve(
         fractions = counts.double() / num_features
         counts = counts.to(x.device)
 
-        scores = torch.empty(n * (steps + 1), dtype=torch.float32, device=x.device)
+        # The selected (top-k) features take `chosen`, the others keep `rest`.
+        chosen, rest = (base, x) if mode == "deletion" else (x, base)
+        shape = (-1,) + (1,) * (x.dim() - 1)
         pairs = n * (steps + 1)
+        scores = torch.empty(pairs, dtype=torch.float32, device=x.device)
         for start in range(0, pairs, chunk):
             index = torch.arange(start, min(start + chunk, pairs), device=x.device)
             sample, step = index // (steps + 1), index % (steps + 1)
-            shape = (-1,) + (1,) * (x.dim() - 1)
             selected = rank[sample] < counts[step].view(shape)  # top-k features of each pair
-            if mode == "deletion":
-                batch = torch.where(selected, base[sample], x[sample])
-            else:
-                batch = torch.where(selected, x[sample], base[sample])
+            batch = torch.where(selected, chosen[sample], rest[sample])
             out = _scores(model, batch)
             if output == "probability":
                 out = out.float().softmax(dim=1)
@@ -357,8 +357,8 @@ def completeness_gap(
         base = torch.broadcast_to(
             _check_baseline(0.0 if baselines is None else baselines, x), x.shape
         )
-        target = _resolve_targets(model, x, targets)
-        at_input = _scores(model, x).gather(1, target[:, None])[:, 0]
+        scores, target = _scores_and_targets(model, x, targets)
+        at_input = scores.gather(1, target[:, None])[:, 0]
         at_base = _scores(model, base.contiguous()).gather(1, target[:, None])[:, 0]
         total = attributions.detach().to(x.device).flatten(1).sum(dim=1)
     return total - (at_input - at_base).to(total.dtype)
@@ -463,11 +463,10 @@ def quantus_explain_func(
             f"`explainer` must be a registered name or a foxcem Explainer, got "
             f"{type(explainer).__name__}"
         )
-    default_device = device
     instance = explainer
 
     def explain_func(model: Any, inputs: Any, targets: Any = None, **kwargs: Any) -> np.ndarray:
-        run_device = kwargs.pop("device", None) or default_device
+        run_device = kwargs.pop("device", None) or device
         if not isinstance(model, nn.Module) and hasattr(model, "get_model"):
             model = model.get_model()  # a Quantus ModelInterface
         model_dtype, model_device = _model_dtype_device(model)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from foxcem.checks import check_choice, model_device
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -65,12 +67,6 @@ _MPL_CMAPS = {"sequential": "inferno", "diverging": "RdBu_r"}
 # --------------------------------------------------------------------------------------------
 
 
-def _check_sign(sign: str) -> str:
-    if sign not in SIGNS:
-        raise ValueError(f"`sign` must be one of {list(SIGNS)}, got {sign!r}")
-    return sign
-
-
 def _as_batch_of_maps(attributions: torch.Tensor, name: str = "attributions") -> torch.Tensor:
     """(N, C, H, W) -> channel sum (N, H, W); (N, H, W) kept; (H, W) -> (1, H, W)."""
     if not isinstance(attributions, torch.Tensor):
@@ -115,7 +111,7 @@ def normalize_attribution(
         A float32 tensor (N, H, W) on the input's device, in [0, 1], or in [-1, 1] for
         ``sign="all"``.
     """
-    _check_sign(sign)
+    check_choice(sign, "sign", SIGNS)
     if isinstance(clip_percentile, bool) or not isinstance(clip_percentile, (int, float)):
         raise TypeError(f"`clip_percentile` must be a number, got {type(clip_percentile).__name__}")
     if not 0.0 < float(clip_percentile) <= 100.0:
@@ -318,10 +314,8 @@ def _predict(model: Optional[Callable[..., Any]], x: torch.Tensor, device: Any) 
 
 
 def _model_device(model: Any) -> torch.device:
-    if isinstance(model, torch.nn.Module):
-        for tensor in model.parameters():
-            return tensor.device
-    return torch.device("cpu")
+    """Where to run ``model``: its parameters' or buffers' device; the CPU for a stateless one."""
+    return model_device(model) or torch.device("cpu")
 
 
 def _class_name(index: int, class_names: Optional[Sequence[str]]) -> str:
@@ -369,6 +363,34 @@ def _four_d(images: Any, name: str) -> torch.Tensor:
     if images.dim() != 4:
         raise ValueError(f"`{name}` must be (N, C, H, W), got shape {tuple(images.shape)}")
     return images
+
+
+def _panel_figure(
+    figure_cls: Any, rows: int, columns: int, panel_size: float, header: float
+) -> tuple[Figure, Any]:
+    """A ``figure_cls`` figure of ``rows`` × ``columns`` panels of ``panel_size`` inches,
+    ``header`` inches taller for the title; returns it with its (rows, columns) array of axes."""
+    fig = figure_cls(
+        figsize=(panel_size * columns, panel_size * rows + header),
+        layout="constrained",
+    )
+    return fig, fig.subplots(rows, columns, squeeze=False)
+
+
+def _finish_figure(fig: Figure, title: Optional[str]) -> Figure:
+    """Hide every panel's ticks and add the figure title."""
+    for ax in fig.axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _show_signed(ax: Any, delta: torch.Tensor, bound: float) -> None:
+    """Draw a one-channel perturbation (1, H, W) blue (negative) to red (positive) in
+    [-bound, bound]."""
+    ax.imshow(delta[0].numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
 
 
 def plot_explanation_grid(
@@ -425,18 +447,15 @@ def plot_explanation_grid(
             raise ValueError(f"{label!r} has {tensor.shape[0]} samples, the images {n}")
     device = _model_device(model)
     input_pred = _predict(model, images, device)
-    pp_pred = {k: _predict(model, _four_d(v, k), device) for k, v in pps.items()}
+    pp_images = {k: _four_d(v, k) for k, v in pps.items()}
+    pp_pred = {k: _predict(model, v, device) for k, v in pp_images.items()}
     pn_images = {k: images + _four_d(v, k) for k, v in pns.items()}
     pn_pred = {k: _predict(model, v, device) for k, v in pn_images.items()}
     explained = list(targets) if targets is not None else input_pred
     vrange = _infer_range(images, value_range)
 
     columns = 1 + len(attrs) + len(pps) + len(pns)
-    fig = Figure(
-        figsize=(panel_size * columns, panel_size * n + (0.4 if title else 0.0)),
-        layout="constrained",
-    )
-    axes = fig.subplots(n, columns, squeeze=False)
+    fig, axes = _panel_figure(Figure, n, columns, panel_size, 0.4 if title else 0.0)
     name = lambda i: _class_name(i, class_names)  # noqa: E731
     for row in range(n):
         col = 0
@@ -454,11 +473,12 @@ def plot_explanation_grid(
             _show_heatmap(axes[row][col], tensor[row], method_sign, clip_percentile)
             suffix = f" · class {name(explained[row])}" if explained is not None else ""
             axes[row][col].set_title(f"{label}{suffix}", fontsize=8)
-        for label, tensor in pps.items():
+        for label, kept_all in pp_images.items():
             col += 1
-            kept = _four_d(tensor, label)[row]
-            if stretch_pp and float(kept.max()) > vrange[0]:
-                _show_image(axes[row][col], kept, (vrange[0], float(kept.max())))
+            kept = kept_all[row]
+            top = float(kept.max())
+            if stretch_pp and top > vrange[0]:
+                _show_image(axes[row][col], kept, (vrange[0], top))
             else:
                 _show_image(axes[row][col], kept, vrange)
             pred = pp_pred[label]
@@ -475,12 +495,7 @@ def plot_explanation_grid(
             else:
                 suffix = ""
             axes[row][col].set_title(f"x+{label}{suffix}", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return _finish_figure(fig, title)
 
 
 def _savepoint_tensor(value: Any, index: int) -> torch.Tensor:
@@ -543,19 +558,14 @@ def plot_savepoints(
     device = _model_device(model)
     show_sum = mode == "PN" and base is not None
     columns = len(deltas) + (1 if show_sum else 0)
-    fig = Figure(
-        figsize=(panel_size * columns, panel_size + (0.6 if title else 0.35)),
-        layout="constrained",
-    )
-    axes = fig.subplots(1, columns, squeeze=False)[0]
+    fig, grid = _panel_figure(Figure, 1, columns, panel_size, 0.6 if title else 0.35)
+    axes = grid[0]
     # One colour scale for the whole strip; a signed PN δ is drawn blue (removed) to red (added).
     signed = mode == "PN" and any(float(d.min()) < 0.0 for d in deltas.values())
     bound = max(max(float(d.abs().max()) for d in deltas.values()), 1e-12)
     for ax, (iteration, delta) in zip(axes, deltas.items()):
         if signed and delta.shape[0] == 1:
-            ax.imshow(
-                delta[0].numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest"
-            )
+            _show_signed(ax, delta, bound)
         else:
             _show_image(ax, delta, vrange)
         text = f"Iteration: {iteration}"
@@ -578,12 +588,7 @@ def plot_savepoints(
                     f"\n{_class_name(before[0], class_names)}→{_class_name(after[0], class_names)}"
                 )
         ax.set_title(text, fontsize=8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return _finish_figure(fig, title)
 
 
 def plot_pp_pn(
@@ -625,11 +630,7 @@ def plot_pp_pn(
     pred_pp = _predict(model, pp_t, device) if pp_t is not None else None
     pred_pn = _predict(model, images + pn_t, device) if pn_t is not None else None
     columns = 1 + (1 if pp_t is not None else 0) + (2 if pn_t is not None else 0)
-    fig = Figure(
-        figsize=(panel_size * columns, panel_size * n + (0.4 if title else 0.0)),
-        layout="constrained",
-    )
-    axes = fig.subplots(n, columns, squeeze=False)
+    fig, axes = _panel_figure(Figure, n, columns, panel_size, 0.4 if title else 0.0)
     name = lambda i: _class_name(i, class_names)  # noqa: E731
     for row in range(n):
         col = 0
@@ -646,19 +647,11 @@ def plot_pp_pn(
         if pn_t is not None:
             col += 1
             delta = pn_t[row]
+            bound = max(float(delta.abs().max()), 1e-12)
             if delta.shape[0] == 1:
-                bound = max(float(delta.abs().max()), 1e-12)
-                axes[row][col].imshow(
-                    delta[0].numpy(),
-                    cmap="RdBu_r",
-                    vmin=-bound,
-                    vmax=bound,
-                    interpolation="nearest",
-                )
+                _show_signed(axes[row][col], delta, bound)
             else:
-                _show_image(
-                    axes[row][col], delta.abs(), (0.0, max(float(delta.abs().max()), 1e-12))
-                )
+                _show_image(axes[row][col], delta.abs(), (0.0, bound))
             axes[row][col].set_title("PN δ", fontsize=8)
             col += 1
             _show_image(axes[row][col], images[row] + delta, vrange)
@@ -666,9 +659,4 @@ def plot_pp_pn(
             if pred_pn is not None and pred_x is not None:
                 change = f" · {name(pred_x[row])}→{name(pred_pn[row])}"
             axes[row][col].set_title(f"x+PN{change}", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
+    return _finish_figure(fig, title)
