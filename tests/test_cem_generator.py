@@ -71,6 +71,20 @@ def test_meta_data_passes_through(model64: nn.Module, digits_split: DigitsSplit)
     assert meta["id"] == "abc" and meta["num_iter"] == 2
 
 
+@pytest.mark.parametrize("keep_best", [False, True])
+@pytest.mark.parametrize("history", [True, False])
+def test_final_meta_data_describes_the_returned_explanation(
+    model64: nn.Module, digits_split: DigitsSplit, history: bool, keep_best: bool
+) -> None:
+    x = _images(digits_split, 4)
+    savepoints, meta = _autograd_generator(num_iter=6, history=history, keep_best=keep_best).run(
+        image=x, inference_call=model64
+    )
+    ev = CEMLoss(model64, x, mode="PN", K=5.0).evaluate(savepoints["6"])
+    assert torch.equal(meta["loss"], ev.loss) and torch.equal(meta["attack"], ev.attack)
+    assert torch.equal(meta["success"], ev.success)
+
+
 def test_callback_progress_and_verbose(
     model64: nn.Module, digits_split: DigitsSplit, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,7 +9,7 @@ import torch
 from foxcem.base import Explainer
 from foxcem.cem.generator import Callback, ExplanationGenerator
 from foxcem.cem.gradients import AutogradGradient, URVGradientEstimator
-from foxcem.cem.loss import MODES, CEMLoss
+from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
 from foxcem.checks import TargetLike, check_choice, model_device
 from foxcem.registry import register_explainer
@@ -96,9 +96,7 @@ class CEMExplainer(Explainer):
 
         ``device`` is where the seeded generators live (default: the model's device, or CPU).
         """
-        if not isinstance(mode, str) or mode.upper() not in MODES:
-            raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
-        mode = mode.upper()
+        mode = check_mode(mode)
         check_choice(gradient, "gradient", list(GRADIENTS))
         check_choice(optimizer, "optimizer", list(OPTIMIZERS))
         defaults = MODE_DEFAULTS[mode]

@@ -107,11 +107,13 @@ class ExplanationGenerator:
         self.start_noise = float(start_noise)
         self.generator = generator
 
-    def _regulariser(self, opt: torch.optim.Optimizer, delta: torch.Tensor) -> torch.Tensor:
+    def _regulariser(
+        self, opt: torch.optim.Optimizer, l1n: torch.Tensor, l2n: torch.Tensor
+    ) -> torch.Tensor:
+        """l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ per sample, from the norms ``l1n`` = ‖δ‖₁ and ``l2n`` = ‖δ‖²₂."""
         group = opt.param_groups[0]
         l1, l2 = float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
-        flat = delta.reshape(delta.shape[0], -1)
-        return l1 * flat.abs().sum(dim=1) + 0.5 * l2 * flat.pow(2).sum(dim=1)
+        return l1 * l1n + 0.5 * l2 * l2n
 
     def run(
         self,
@@ -203,7 +205,7 @@ class ExplanationGenerator:
                         ):
                             records[key].append(value)
                     if self.keep_best:
-                        reg = self._regulariser(opt, current)
+                        reg = self._regulariser(opt, l1n, l2n)
                         better = ev_success & (reg < best_reg)
                         best_reg = torch.where(better, reg, best_reg)
                         mask = better.reshape((-1,) + (1,) * (current.dim() - 1))
@@ -250,7 +252,11 @@ class ExplanationGenerator:
             mask = best_found.reshape((-1,) + (1,) * (current.dim() - 1))
             result = torch.where(mask, best, current)
         savepoints[str(iteration)] = result.clone()
-        final = self._evaluate(loss, evaluate, result)
+        # Without keep_best the result is the iterate evaluated last in the loop (when tracked).
+        if last_eval is not None and not self.keep_best:
+            final = last_eval
+        else:
+            final = self._evaluate(loss, evaluate, result)
 
         meta: dict[str, Any] = dict(meta_data or {})
         if self.history and records["loss"]:

@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from foxcem.base import predict_scores
 from foxcem.checks import TargetLike, check_model, check_scores, check_target, check_tensor
 
 __all__ = ["CEMLoss", "CEMEvaluation"]
@@ -39,6 +40,13 @@ class CEMEvaluation(NamedTuple):
     success: torch.Tensor
     #: argmax of the model's scores on the perturbed input.
     prediction: torch.Tensor
+
+
+def check_mode(mode: object) -> str:
+    """``mode`` as ``"PP"`` or ``"PN"`` (case-insensitive); ``ValueError`` for anything else."""
+    if not isinstance(mode, str) or mode.upper() not in MODES:
+        raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
+    return mode.upper()
 
 
 def _bound_tensor(
@@ -137,9 +145,7 @@ class CEMLoss:
             raise ValueError(
                 f"`x` must be a batch (N, ...) with N samples, got shape {tuple(x.shape)}"
             )
-        if not isinstance(mode, str) or mode.upper() not in MODES:
-            raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
-        self.mode = mode.upper()
+        self.mode = check_mode(mode)
         self.model = model
         self.x = x.detach()
         self.channels_first = bool(channels_first)
@@ -161,9 +167,7 @@ class CEMLoss:
         self.AE = AE
         self.c = self._check_c(c, n)
 
-        with torch.no_grad():
-            scores = model(self.x)
-        scores = check_scores(scores, n)
+        scores = predict_scores(model, self.x)
         self.num_classes = scores.shape[1]
         if self.num_classes < 2:
             raise ValueError(
@@ -275,13 +279,17 @@ class CEMLoss:
     def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
         return value if samples is None else value[samples]
 
-    def _rows(self, delta: torch.Tensor, samples: SampleIndex) -> tuple[torch.Size, int]:
-        """Check ``delta`` (*L, n, …) and return (leading shape L + (n,), number of rows)."""
+    def _rows(
+        self, delta: torch.Tensor, samples: SampleIndex
+    ) -> tuple[torch.Size, int, torch.Tensor]:
+        """Check ``delta`` (*L, n, …) and return (leading shape L + (n,), number of rows, the
+        explained classes of the n samples)."""
         sample_shape = self.x.shape[1:]
         k = len(sample_shape)
         if not isinstance(delta, torch.Tensor):
             raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")
-        n = self.x.shape[0] if samples is None else self._select(self.target, samples).shape[0]
+        target = self._select(self.target, samples)
+        n = target.shape[0]
         if (
             delta.dim() < k + 1
             or delta.shape[delta.dim() - k :] != sample_shape
@@ -292,7 +300,7 @@ class CEMLoss:
                 f"got {tuple(delta.shape)}"
             )
         lead = delta.shape[: delta.dim() - k]
-        return lead, int(math.prod(lead))
+        return lead, int(math.prod(lead)), target
 
     def evaluate(self, delta: torch.Tensor, samples: SampleIndex = None) -> CEMEvaluation:
         """Loss, attack value, success and prediction of ``delta`` in one model call.
@@ -306,10 +314,10 @@ class CEMLoss:
         Returns:
             A :class:`CEMEvaluation` whose fields have shape (*L, n).
         """
-        lead, rows = self._rows(delta, samples)
+        lead, rows, target = self._rows(delta, samples)
         inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
         scores = check_scores(self.model(inputs), rows).reshape(lead + (-1,))
-        target = self._select(self.target, samples).expand(lead)
+        target = target.expand(lead)
         f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         if self.pn_target is not None:
             pn_target = self._select(self.pn_target, samples).expand(lead)

@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.cem.wright_omega import wright_omega
+from foxcem.cem.wright_omega import widest_float, wright_omega
 
 __all__ = ["AdaExpGrad", "AoExpGrad", "exp_grad_prox"]
 
@@ -108,11 +108,6 @@ def _as_bound(value: BoundLike, param: torch.Tensor, name: str) -> Optional[torc
         ) from None
 
 
-def _scalar_dtype(param: torch.Tensor) -> torch.dtype:
-    # Per-sample counters and λ in float64 (B = t(t+1)/2 outgrows float32's 24-bit mantissa).
-    return torch.float32 if param.device.type == "mps" else torch.float64
-
-
 class _ExpGradBase(torch.optim.Optimizer):
     """Shared machinery: hyper-parameters, bounds, per-sample state and the active mask."""
 
@@ -163,7 +158,8 @@ class _ExpGradBase(torch.optim.Optimizer):
 
     def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         n = p.shape[0]
-        sdt = _scalar_dtype(p)
+        # Per-sample counters and λ in float64 (B = t(t+1)/2 outgrows float32's 24-bit mantissa).
+        sdt = widest_float(p.device)
         state["step"] = torch.zeros(n, dtype=sdt, device=p.device)
         state["lam"] = torch.full((n,), self._lam0, dtype=sdt, device=p.device)
         state["x"] = p.detach().clone()

@@ -43,17 +43,16 @@ def _refine(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return w * (1.0 + s * (q - 0.5 * t) / (q - t))
 
 
-def _working_dtype(u: torch.Tensor) -> torch.dtype:
-    # float64 wherever the device has it: the residual u − ω − log ω cancels for u < 0, so a
-    # float32 evaluation loses a few ulps there; the elementwise cost is negligible.
-    if u.device.type == "mps":
-        return torch.float32
-    return torch.float64
+def widest_float(device: torch.device) -> torch.dtype:
+    """float64 wherever the device has it (MPS has not: float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _wright_omega_value(u: torch.Tensor) -> torch.Tensor:
     dtype = u.dtype
-    work = _working_dtype(u)
+    # The residual u − ω − log ω cancels for u < 0, so a float32 evaluation loses a few ulps
+    # there; float64 costs next to nothing elementwise.
+    work = widest_float(u.device)
     uw = u.to(work)
     threshold = _EXP_THRESHOLD[work]
     uc = torch.clamp(uw, min=threshold)

@@ -25,6 +25,7 @@ from torch import nn
 
 from foxcem._progress import progress_bar
 from foxcem._version import __version__
+from foxcem.cem.explainer import MODE_DEFAULTS
 from foxcem.demo.digits import (
     DigitsCNN,
     DigitsSplit,
@@ -33,6 +34,7 @@ from foxcem.demo.digits import (
     train_digits_model,
 )
 from foxcem.model_state import preserve_model_state
+from foxcem.registry import get_explainer
 
 __all__ = [
     "DEFAULT_CEM",
@@ -312,8 +314,6 @@ def _cem_options(key: str, config: DemoConfig) -> dict[str, Any]:
 def _run_attribution(
     key: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    from foxcem.registry import get_explainer
-
     method = METHODS[key]
     options = dict(ATTRIBUTION_OPTIONS[key])
     result = get_explainer(method.registry).calculate_features(model, x, targets, **options)
@@ -329,8 +329,6 @@ def _run_attribution(
 def _run_cem(
     key: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: DemoConfig
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    from foxcem.registry import get_explainer
-
     options = _cem_options(key, config)
     options.setdefault("progress", config.progress)
     delta = get_explainer("cem").calculate_features(model, x, targets, **options)
@@ -349,12 +347,8 @@ def _run_cem(
         "mean_count_above_0.01": float((flat.abs() > 0.01).sum(dim=1).float().mean()),
         "predictions": predicted.cpu().tolist(),
     }
-    try:  # the per-mode defaults the explainer filled in (c, K, l1, l2, eta)
-        from foxcem.cem.explainer import MODE_DEFAULTS
-
+    if mode in MODE_DEFAULTS:  # the per-mode defaults the explainer filled in (c, K, l1, l2, eta)
         stats["defaults"] = dict(MODE_DEFAULTS[mode])
-    except (ImportError, AttributeError, KeyError):  # pragma: no cover
-        pass
     return delta, stats
 
 
@@ -362,8 +356,6 @@ def _savepoints(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: DemoConfig
 ) -> tuple[Any, dict[str, Any]]:
     """Savepoints of one PN run (autograd gradient) on the first explained digit."""
-    from foxcem.registry import get_explainer
-
     options = _cem_options("cem_pn", config)
     save_freq = max(2, config.num_iter // 4)
     generator = get_explainer("cem").create_explainer(
