@@ -33,9 +33,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with Lightn
     ) from exc
 
 from foxcem.base import Explainer
-from foxcem.checks import TargetLike, check_positive_int, check_target, check_tensor
+from foxcem.checks import TargetLike, check_choice, check_positive_int, check_target, check_tensor
 from foxcem.model_state import preserve_model_state
-from foxcem.registry import get_explainer
+from foxcem.registry import resolve_explainer
 
 __all__ = ["ExplanationCallback"]
 
@@ -141,12 +141,7 @@ class ExplanationCallback(Callback):
         min_image_size: int = 64,
     ) -> None:
         super().__init__()
-        self.explainer = get_explainer(explainer) if isinstance(explainer, str) else explainer
-        if not isinstance(self.explainer, Explainer):
-            raise TypeError(
-                "`explainer` must be a registered name or a foxcem Explainer, got "
-                f"{type(explainer).__name__}"
-            )
+        self.explainer = resolve_explainer(explainer)
         self.name = type(self.explainer).registry_name or type(self.explainer).__name__
         self.num_samples = check_positive_int(num_samples, "num_samples")
         self.every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
@@ -156,9 +151,7 @@ class ExplanationCallback(Callback):
         self.get_model = get_model
         from foxcem.visualization import SIGNS
 
-        if sign not in SIGNS:
-            raise ValueError(f"`sign` must be one of {list(SIGNS)}, got {sign!r}")
-        self.sign = sign
+        self.sign = check_choice(sign, "sign", SIGNS)
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.tag = tag or f"explanations/{self.name}"
         self.log_images = bool(log_images)
@@ -221,9 +214,13 @@ class ExplanationCallback(Callback):
                 raise ValueError("use_labels=True but the validation batches carry no labels")
             self._labels.append(_plain_cpu(y[:need]).long())
         if self._have() >= self.num_samples:
-            self.samples = torch.cat(self._captured)
-            self.targets = torch.cat(self._labels) if self.use_labels else None
-            self._captured, self._labels = [], []
+            self._finish_capture()
+
+    def _finish_capture(self) -> None:
+        """The captured inputs (and labels) become the samples (and targets) to explain."""
+        self.samples = torch.cat(self._captured)
+        self.targets = torch.cat(self._labels) if self.use_labels else None
+        self._captured, self._labels = [], []
 
     # -- explain ----------------------------------------------------------------------------
 
@@ -234,9 +231,7 @@ class ExplanationCallback(Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         if self.samples is None and self._captured:  # fewer validation samples than asked for
-            self.samples = torch.cat(self._captured)
-            self.targets = torch.cat(self._labels) if self.use_labels else None
-            self._captured, self._labels = [], []
+            self._finish_capture()
         if self.samples is None:
             self._warn_once("no-samples", "ExplanationCallback: no validation samples to explain")
             return
@@ -307,29 +302,20 @@ class ExplanationCallback(Callback):
 
     # -- images -----------------------------------------------------------------------------
 
-    def _enlarge(self, images: torch.Tensor) -> torch.Tensor:
-        short = min(images.shape[-2:])
-        if short >= self.min_image_size:
-            return images
-        factor = -(-self.min_image_size // short)
-        return torch.nn.functional.interpolate(images, scale_factor=factor, mode="nearest")
-
     def _images(self, x: torch.Tensor, attributions: torch.Tensor) -> dict[str, torch.Tensor]:
         """``heatmaps`` (N, 3, H, W), ``overlays`` (N, 3, H, W) and the ``grid`` (3, H', W'):
         inputs, heatmaps and overlays in three rows, all float in [0, 1] on the CPU."""
         from torchvision.utils import make_grid
 
-        from foxcem.visualization import attribution_to_rgb, overlay
+        from foxcem.visualization import attribution_to_rgb, enlarge, overlay
 
         x = x.detach().float().cpu()
         attr = attributions.detach().float().cpu()
-        if attr.dim() == 4 and attr.shape[0] == x.shape[0]:
-            heat = attribution_to_rgb(attr, sign=self.sign, size=tuple(x.shape[-2:]))
-        else:
-            heat = attribution_to_rgb(attr, sign=self.sign)
+        size = tuple(x.shape[-2:]) if attr.dim() == 4 and attr.shape[0] == x.shape[0] else None
+        heat = attribution_to_rgb(attr, sign=self.sign, size=size)
         inputs = overlay(x, torch.zeros_like(heat), alpha=0.0) if x.dim() == 4 else heat
         blended = overlay(x, heat, alpha=0.5) if x.dim() == 4 else heat
-        inputs, heat, blended = (self._enlarge(t) for t in (inputs, heat, blended))
+        inputs, heat, blended = (enlarge(t, self.min_image_size) for t in (inputs, heat, blended))
         grid = make_grid(
             torch.cat([inputs, heat, blended]), nrow=len(heat), padding=2, pad_value=1.0
         )

@@ -28,6 +28,7 @@ from torch import nn
 from foxcem.base import Explainer
 from foxcem.checks import TargetLike, check_choice, check_positive_int, check_target, check_tensor
 from foxcem.model_state import preserve_model_state
+from foxcem.registry import resolve_explainer
 
 __all__ = [
     "PerturbationCurve",
@@ -454,16 +455,7 @@ def quantus_explain_func(
         or ``None`` (the prediction); returns a ``numpy.ndarray`` with the explainer's output
         shape (e.g. (N, C, H, W), (N, 1, H, W) for saliency).
     """
-    if isinstance(explainer, str):
-        from foxcem.registry import get_explainer
-
-        explainer = get_explainer(explainer)
-    if not isinstance(explainer, Explainer):
-        raise TypeError(
-            f"`explainer` must be a registered name or a foxcem Explainer, got "
-            f"{type(explainer).__name__}"
-        )
-    instance = explainer
+    instance = resolve_explainer(explainer)
 
     def explain_func(model: Any, inputs: Any, targets: Any = None, **kwargs: Any) -> np.ndarray:
         run_device = kwargs.pop("device", None) or device

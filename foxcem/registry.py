@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar, Union
 
 if TYPE_CHECKING:
     from foxcem.base import Explainer
 
-__all__ = ["register_explainer", "get_explainer", "available_explainers"]
+__all__ = ["register_explainer", "get_explainer", "available_explainers", "resolve_explainer"]
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 E = TypeVar("E", bound="type[Explainer]")
@@ -56,3 +56,21 @@ def get_explainer(name: str, **kwargs: object) -> Explainer:
         ValueError: for an unknown name; the message lists the known ones.
     """
     return get_explainer_class(name)(**kwargs)
+
+
+def resolve_explainer(explainer: Union[str, Explainer]) -> Explainer:
+    """An explainer instance from a registered name, or the given instance itself.
+
+    Raises:
+        TypeError: ``explainer`` is neither a ``str`` nor an :class:`~foxcem.Explainer`.
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    from foxcem.base import Explainer
+
+    instance = get_explainer(explainer) if isinstance(explainer, str) else explainer
+    if not isinstance(instance, Explainer):
+        raise TypeError(
+            "`explainer` must be a registered name or a foxcem Explainer, got "
+            f"{type(explainer).__name__}"
+        )
+    return instance

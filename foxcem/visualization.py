@@ -31,6 +31,7 @@ __all__ = [
     "attribution_to_rgb",
     "overlay",
     "to_uint8",
+    "enlarge",
     "plot_explanation_grid",
     "plot_savepoints",
     "plot_pp_pn",
@@ -276,6 +277,21 @@ def overlay(
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] -> uint8 in [0, 255] (e.g. for ``torchvision.io.write_png``)."""
     return (images.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def enlarge(images: torch.Tensor, min_size: int) -> torch.Tensor:
+    """Enlarge (C, H, W) or (N, C, H, W) images by the smallest integer factor (nearest
+    neighbour) that makes the short side at least ``min_size``; larger ones are returned as is.
+
+    Small inputs such as 8×8 digits stay crisp, pixel for pixel, in image viewers.
+    """
+    short = min(images.shape[-2:])
+    if short >= min_size:
+        return images
+    factor = -(-min_size // short)
+    batch = images if images.dim() == 4 else images.unsqueeze(0)
+    out = F.interpolate(batch, scale_factor=factor, mode="nearest")
+    return out if images.dim() == 4 else out[0]
 
 
 # --------------------------------------------------------------------------------------------

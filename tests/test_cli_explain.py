@@ -219,3 +219,16 @@ def test_explain_dataset_without_lightning(
     line = _error_line(capsys)
     assert line.startswith("foxcem explain-dataset: error:")
     assert "needs lightning" in line and "pip install 'foxcem[lightning]'" in line
+
+
+def test_tensor_suffixes_are_case_insensitive(files: dict[str, Path], tmp_path: Path) -> None:
+    upper = tmp_path / "C.NPY"
+    upper.write_bytes(files["npy"].read_bytes())
+    outputs = {}
+    for path in (files["npy"], upper):
+        out = tmp_path / f"out-{path.name}"
+        assert main(["explain", str(files["model"]), str(path), "--output", str(out)]) == 0
+        outputs[path.name] = torch.load(out / "attributions.pt", weights_only=True)
+    torch.testing.assert_close(
+        outputs["C.NPY"]["attributions"], outputs["c.npy"]["attributions"], rtol=0, atol=0
+    )

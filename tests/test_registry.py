@@ -86,3 +86,15 @@ def test_registering_a_second_class_under_a_taken_name_fails():
         @foxcem.register_explainer("saliency")
         class Other(foxcem.SaliencyCVExplainer):
             pass
+
+
+def test_resolve_explainer_takes_a_name_or_an_instance():
+    from foxcem.registry import resolve_explainer
+
+    assert isinstance(resolve_explainer("Saliency"), foxcem.SaliencyCVExplainer)
+    instance = foxcem.GradientCVExplainer()
+    assert resolve_explainer(instance) is instance
+    with pytest.raises(TypeError, match="`explainer` must be a registered name"):
+        resolve_explainer(foxcem.GradientCVExplainer)  # the class, not an instance
+    with pytest.raises(ValueError, match="unknown explainer 'magic'"):
+        resolve_explainer("magic")

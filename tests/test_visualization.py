@@ -13,6 +13,7 @@ from foxcem.visualization import (
     SIGNS,
     apply_colormap,
     attribution_to_rgb,
+    enlarge,
     normalize_attribution,
     overlay,
     plot_explanation_grid,
@@ -239,3 +240,12 @@ def test_figures_titles_and_sizes() -> None:
         plot_savepoints({})
     with pytest.raises(ValueError, match="samples"):
         plot_explanation_grid(images, {"IG": torch.randn(3, 1, 8, 8)})
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 5), (2, 3, 8, 5)])
+def test_enlarge_repeats_pixels_by_the_smallest_sufficient_factor(shape: tuple) -> None:
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    big = enlarge(images, 12)  # short side 5 -> factor 3
+    expected = images.repeat_interleave(3, dim=-2).repeat_interleave(3, dim=-1)
+    assert torch.equal(big, expected)
+    assert enlarge(images, 5) is images

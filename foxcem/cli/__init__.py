@@ -86,15 +86,14 @@ def _register_optional(subparsers: Any, name: str, module: str, selected: Option
                 f"`foxcem {name}` needs {missing}, which is not installed: "
                 f"pip install 'foxcem[{extra}]'"
             )
-        _register_unavailable(subparsers, name, reason, help_text)
-        return
     except ImportError as exc:
         reason = (
             f"`foxcem {name}` cannot be loaded: {_one_line(exc)} (pip install 'foxcem[{extra}]')"
         )
-        _register_unavailable(subparsers, name, reason, help_text)
+    else:
+        mod.register(subparsers)
         return
-    mod.register(subparsers)
+    _register_unavailable(subparsers, name, reason, help_text)
 
 
 def build_parser(argv: Sequence[str] = ()) -> ArgumentParser:
@@ -163,6 +162,6 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def _describe(exc: BaseException) -> str:
     text = _one_line(exc)
-    if isinstance(exc, (CLIError, ValueError, TypeError, FileNotFoundError)):
+    if isinstance(exc, (ValueError, TypeError, FileNotFoundError)):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -23,7 +23,7 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
@@ -44,6 +44,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 TENSOR_SUFFIXES = (".npy", ".pt", ".pth")
 #: PNGs smaller than this (short side, pixels) are enlarged by an integer factor (nearest).
 MIN_PNG_SIZE = 128
+
+_T = TypeVar("_T")
 
 
 def register(subparsers: Any) -> None:
@@ -116,13 +118,19 @@ def register(subparsers: Any) -> None:
 # parsing helpers
 
 
+def _numbers(text: str, convert: Callable[[str], _T], error: str, sep: str = r"[,\s]+") -> list[_T]:
+    """The non-empty parts of ``text`` split on ``sep``, converted; ``CLIError(error)`` if one
+    is not a number."""
+    try:
+        return [convert(v) for v in re.split(sep, text.strip()) if v]
+    except ValueError:
+        raise CLIError(error) from None
+
+
 def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
     if text is None:
         return None
-    try:
-        values = [float(v) for v in re.split(r"[,\s]+", text.strip()) if v]
-    except ValueError:
-        raise CLIError(f"{name} must be comma-separated numbers, got {text!r}") from None
+    values = _numbers(text, float, f"{name} must be comma-separated numbers, got {text!r}")
     if not values:
         raise CLIError(f"{name} must hold at least one number")
     return values
@@ -131,10 +139,8 @@ def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
 def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
     if text is None:
         return None
-    try:
-        values = [int(v) for v in re.split(r"[,x\s]+", text.strip().lower()) if v]
-    except ValueError:
-        raise CLIError(f"--size must be H,W or one integer, got {text!r}") from None
+    error = f"--size must be H,W or one integer, got {text!r}"
+    values = _numbers(text.lower(), int, error, sep=r"[,x\s]+")
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
@@ -166,10 +172,7 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
 def _targets(text: Optional[str], n: int) -> Any:
     if text is None:
         return None
-    try:
-        values = [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
-    except ValueError:
-        raise CLIError(f"--target must be an int or comma-separated ints, got {text!r}") from None
+    values = _numbers(text, int, f"--target must be an int or comma-separated ints, got {text!r}")
     if len(values) == 1:
         return values[0]
     if len(values) != n:
@@ -181,16 +184,21 @@ def _targets(text: Optional[str], n: int) -> Any:
 # loading
 
 
+def _check_file(path: Path, what: str) -> None:
+    """Raise a one-line ``CLIError`` unless ``path`` is an existing file."""
+    if not path.exists():
+        raise CLIError(f"{what} file not found: {path}")
+    if not path.is_file():
+        raise CLIError(f"{what} path is not a file: {path}")
+
+
 def load_model(path: Path, device: torch.device) -> Any:
     """Load a TorchScript archive or an exported program as a callable module on ``device``.
 
     Raises:
         CLIError: a missing or unreadable file (one line).
     """
-    if not path.exists():
-        raise CLIError(f"model file not found: {path}")
-    if not path.is_file():
-        raise CLIError(f"model path is not a file: {path}")
+    _check_file(path, "model")
     how = (
         "save one with torch.jit.save(torch.jit.script(model), 'model.pt') or "
         "torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
@@ -287,18 +295,28 @@ def _read_image(path: Path) -> torch.Tensor:
     return image.float().div(255.0).unsqueeze(0)
 
 
-def _read_tensor(path: Path) -> torch.Tensor:
+def read_tensor_file(path: Path, what: str = "tensor") -> torch.Tensor:
+    """The one tensor in a ``.npy`` (NumPy, no pickles) or ``.pt`` file, on the CPU.
+
+    Raises:
+        CLIError: an unreadable file, or one that holds something else (one line).
+    """
     try:
-        if path.suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             import numpy as np
 
             tensor = torch.from_numpy(np.load(str(path), allow_pickle=False))
         else:
             tensor = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CLIError(f"cannot read tensor file {path}: {_first_line(exc)}") from None
+        raise CLIError(f"cannot read {what} file {path}: {_first_line(exc)}") from None
     if not isinstance(tensor, torch.Tensor):
         raise CLIError(f"{path} must hold one tensor, got {type(tensor).__name__}")
+    return tensor
+
+
+def _read_tensor(path: Path) -> torch.Tensor:
+    tensor = read_tensor_file(path)
     if tensor.dtype == torch.uint8:
         tensor = tensor.float().div(255.0)
     elif tensor.dtype == torch.bool or tensor.is_complex():
@@ -324,10 +342,7 @@ def load_inputs(paths: Sequence[Path]) -> tuple[list[torch.Tensor], list[str]]:
     """
     tensors, names = [], []
     for path in paths:
-        if not path.exists():
-            raise CLIError(f"input file not found: {path}")
-        if not path.is_file():
-            raise CLIError(f"input path is not a file: {path}")
+        _check_file(path, "input")
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             tensor = _read_image(path)
@@ -432,16 +447,11 @@ def _safe_stem(name: str, used: set[str]) -> str:
 
 def _write_png(image: torch.Tensor, path: Path) -> None:
     """Write (3, H, W) float in [0, 1], enlarged (nearest) when small."""
-    import torch.nn.functional as F
     from torchvision.io import write_png
 
-    from foxcem.visualization import to_uint8
+    from foxcem.visualization import enlarge, to_uint8
 
-    short = min(image.shape[-2:])
-    if short < MIN_PNG_SIZE:
-        factor = -(-MIN_PNG_SIZE // short)
-        image = F.interpolate(image.unsqueeze(0), scale_factor=factor, mode="nearest")[0]
-    write_png(to_uint8(image).cpu(), str(path))
+    write_png(to_uint8(enlarge(image, MIN_PNG_SIZE)).cpu(), str(path))
 
 
 # ----------------------------------------------------------------------------------------------

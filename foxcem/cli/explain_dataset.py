@@ -21,6 +21,7 @@ import lightning.pytorch  # noqa: F401 - fails here, with the extra named, when 
 import torch
 
 from foxcem.cli import CLIError
+from foxcem.cli.explain import _first_line, load_model, parse_options, read_tensor_file
 
 __all__ = ["register", "run", "main"]
 
@@ -92,19 +93,7 @@ def _read_tensor(path: Path, what: str) -> torch.Tensor:
         raise CLIError(f"{what} file not found: {path}")
     if path.suffix.lower() not in (".pt", ".pth", ".npy"):
         raise CLIError(f"{what} file must be .pt or .npy, got {path}")
-    try:
-        if path.suffix.lower() == ".npy":
-            import numpy as np
-
-            tensor = torch.from_numpy(np.load(str(path), allow_pickle=False))
-        else:
-            tensor = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CLIError(f"cannot read {what} file {path}: {first.strip()[:300]}") from None
-    if not isinstance(tensor, torch.Tensor):
-        raise CLIError(f"{path} must hold one tensor, got {type(tensor).__name__}")
-    return tensor
+    return read_tensor_file(path, what)
 
 
 def _devices(text: str) -> Union[int, str, list[int]]:
@@ -125,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``foxcem explain-dataset`` with the parsed options; returns the exit code."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from foxcem.cli.explain import load_model, parse_options
     from foxcem.dataset import IndexedDataset, explain_dataset
     from foxcem.registry import get_explainer
 
@@ -162,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             scores = model(inputs[:1])
     except Exception as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise CLIError(f"the model cannot run on {args.inputs}: {first.strip()[:300]}") from None
+        raise CLIError(f"the model cannot run on {args.inputs}: {_first_line(exc)}") from None
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise CLIError("the model must return class scores of shape (N, classes)")
     loader = DataLoader(

@@ -12,7 +12,7 @@ from torch import nn
 from foxcem.base import Explainer
 from foxcem.checks import check_choice
 from foxcem.model_state import preserve_model_state
-from foxcem.registry import get_explainer
+from foxcem.registry import resolve_explainer
 
 __all__ = ["ExplainModule", "split_indexed_batch"]
 
@@ -87,12 +87,7 @@ class ExplainModule(LightningModule):
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.explainer = get_explainer(explainer) if isinstance(explainer, str) else explainer
-        if not isinstance(self.explainer, Explainer):
-            raise TypeError(
-                "`explainer` must be a registered name or a foxcem Explainer, got "
-                f"{type(explainer).__name__}"
-            )
+        self.explainer = resolve_explainer(explainer)
         self.explainer_kwargs = dict(explainer_kwargs or {})
         self.target = check_choice(target, "target", ("prediction", "label"))
 

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from foxcem.checks import check_choice
 from foxcem.dataset import (
+    FORMAT,
     PathLike,
     build_manifest,
     config_digest,
@@ -132,7 +133,7 @@ class AttributionWriter(BasePredictionWriter):
         indices = tensors["indices"].detach().cpu().long()
         attributions = tensors["attributions"]
         metadata = {
-            "format": "foxcem-attributions",
+            "format": FORMAT,
             "rank": str(trainer.global_rank),
             "batch_idx": str(batch_idx),
             "dataloader_idx": str(dataloader_idx),
