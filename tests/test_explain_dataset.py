@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -185,22 +186,9 @@ def test_resume_with_another_batch_size_explains_only_the_missing_samples(
     torch.testing.assert_close(attributions, data["attributions"], rtol=1e-5, atol=1e-6)
 
 
-def test_ddp_two_processes_equal_a_single_process_run(data: dict[str, Any], tmp_path: Path) -> None:
-    """The CLI with strategy=ddp on 2 CPU processes (gloo); Lightning launches rank 1 itself."""
-    reference = tmp_path / "reference"
-    explain_dataset(
-        data["scripted"],
-        _loader(data),
-        "integrated_gradients",
-        TRAINER,
-        reference,
-        OPTIONS,
-        target="label",
-        file_format="torch",
-    )
-    output = tmp_path / "ddp"
-    root = data["root"]
-    command = [
+def _ddp_command(root: Path, output: Path) -> list[str]:
+    """``foxcem explain-dataset`` on 2 CPU processes (gloo) with DDP, as a subprocess."""
+    return [
         sys.executable,
         "-m",
         "foxcem.cli.explain_dataset",
@@ -229,6 +217,24 @@ def test_ddp_two_processes_equal_a_single_process_run(data: dict[str, Any], tmp_
         "--output",
         str(output),
     ]
+
+
+def test_ddp_two_processes_equal_a_single_process_run(data: dict[str, Any], tmp_path: Path) -> None:
+    """The CLI with strategy=ddp on 2 CPU processes (gloo); Lightning launches rank 1 itself."""
+    reference = tmp_path / "reference"
+    explain_dataset(
+        data["scripted"],
+        _loader(data),
+        "integrated_gradients",
+        TRAINER,
+        reference,
+        OPTIONS,
+        target="label",
+        file_format="torch",
+    )
+    output = tmp_path / "ddp"
+    root = data["root"]
+    command = _ddp_command(root, output)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
@@ -316,3 +322,78 @@ def test_manifest_is_json_and_written_atomically(data: dict[str, Any], tmp_path:
     )
     torch.testing.assert_close(attributions, direct)
     assert sorted(p.name for p in output.iterdir() if p.name.startswith(".")) == []
+
+
+#: Runs ``explain_dataset`` on 2 DDP processes; on rank 0's 3rd batch the explainer SIGKILLs the
+#: whole process group, both ranks at once, as a lost machine would: no cleanup code runs.
+KILLED_RUN = """
+import os, signal, sys
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from foxcem.dataset import IndexedDataset, explain_dataset
+from foxcem.explainers import IntegratedGradientsCVExplainer
+
+
+class KilledIG(IntegratedGradientsCVExplainer):
+    calls = 0
+
+    def calculate_features(self, *args, **kwargs):
+        KilledIG.calls += 1
+        if KilledIG.calls == 3 and os.environ.get("LOCAL_RANK", "0") == "0":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        return super().calculate_features(*args, **kwargs)
+
+
+root, output, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+x, y = torch.load(os.path.join(root, "inputs.pt")), torch.load(os.path.join(root, "labels.pt"))
+explain_dataset(
+    torch.jit.load(os.path.join(root, "model.pt")),
+    DataLoader(IndexedDataset(TensorDataset(x, y)), batch_size=batch),
+    KilledIG(),
+    {"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+    output,
+    {"n_steps": 8, "return_convergence_delta": True},
+    target="label",
+    file_format="torch",
+)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_ddp_run_killed_midway_resumes_to_the_same_result(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A real SIGKILL of both DDP ranks, then the same CLI command as a fresh DDP run."""
+    reference = tmp_path / "reference"
+    explain_dataset(
+        data["scripted"], _loader(data), "integrated_gradients", TRAINER, reference, OPTIONS,
+        target="label", file_format="torch",
+    )  # fmt: skip
+    output = tmp_path / "killed"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    killed = subprocess.run(
+        [sys.executable, str(script), str(data["root"]), str(output), str(BATCH // 2)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        start_new_session=True,  # its own process group, so the kill cannot reach pytest
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    survivors = list(output.glob("shard-*"))
+    assert 2 <= len(survivors) < N // (BATCH // 2)  # rank 0 wrote its first two batches
+    assert not (output / "manifest.json").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in survivors}
+
+    done = subprocess.run(
+        _ddp_command(data["root"], output), cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_complete(output, data, world_size=2)
+    for path in survivors:  # finished shards are kept, not recomputed
+        assert path.stat().st_mtime_ns == before[path.name]
+    for key in ("attributions", "delta", "targets"):
+        index, values = load_attributions(output, key)
+        ref_index, ref_values = load_attributions(reference, key)
+        assert torch.equal(index, ref_index)
+        torch.testing.assert_close(values, ref_values, rtol=1e-5, atol=1e-6)
