@@ -85,7 +85,7 @@ class ExplanationCallback(Callback):
       method (e.g. Weights & Biases); other loggers are skipped with one warning;
     * saves PNGs (``torchvision.io.write_png``) under ``dirpath`` (default:
       ``<trainer.log_dir>/explanations``): ``<name>/epoch=E-step=S/grid.png`` and one
-      ``heatmap_<i>.png`` per sample;
+      ``overlay_<i>.png`` (heatmap over the input) per sample;
     * logs scalar summaries with ``pl_module.log``: ``<tag>/mean_abs_attribution``, the mean
       absolute convergence delta of Integrated Gradients (``<tag>/abs_convergence_delta``,
       requested automatically unless ``return_convergence_delta`` is given) and, for CEM, the
@@ -355,8 +355,8 @@ class ExplanationCallback(Callback):
         folder = root / re.sub(r"[^A-Za-z0-9._=-]+", "_", self.name) / f"epoch={epoch}-step={step}"
         folder.mkdir(parents=True, exist_ok=True)
         write_png(to_uint8(images["grid"]), str(folder / "grid.png"))
-        for i, heat in enumerate(images["overlays"]):
-            write_png(to_uint8(heat), str(folder / f"heatmap_{i:03d}.png"))
+        for i, blended in enumerate(images["overlays"]):
+            write_png(to_uint8(blended), str(folder / f"overlay_{i:03d}.png"))
         return folder
 
     def _warn_once(self, key: str, message: str) -> None:

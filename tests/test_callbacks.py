@@ -204,7 +204,7 @@ def test_callback_logs_images_and_leaves_training_unchanged(
     # PNGs under the log directory.
     pngs = sorted(p.relative_to(log_dir).as_posix() for p in log_dir.rglob("*.png"))
     assert "explanations/integrated_gradients/epoch=0-step=4/grid.png" in pngs
-    assert "explanations/integrated_gradients/epoch=1-step=8/heatmap_005.png" in pngs
+    assert "explanations/integrated_gradients/epoch=1-step=8/overlay_005.png" in pngs
     assert "explanations/cem/epoch=1-step=8/grid.png" in pngs
     assert not any(p.startswith("explanations/gradient/epoch=0") for p in pngs)
     from torchvision.io import read_image

@@ -151,3 +151,20 @@ def test_demo_cem_defaults_succeed(demo_run: dict[str, Any]) -> None:
     # a PP keeps part of the input, a PN is a genuine perturbation
     assert 0 < summary["methods"]["cem_pp"]["mean_l1"] < 10
     assert summary["methods"]["cem_pn"]["mean_l1"] > 0
+
+
+def test_lower_case_mode_in_extra_options_is_scored_as_that_mode(
+    digits_model: torch.nn.Module, digits_split: Any
+) -> None:
+    from foxcem.demo.run import _run_cem
+
+    x = digits_split.x_test[:4]
+    targets = digits_model(x).argmax(dim=1)
+    config = DemoConfig(num_iter=20, progress=False, extra={"cem_pn": {"mode": "pp"}})
+    delta, stats = _run_cem("cem_pn", digits_model, x, targets, config)
+    from foxcem.cem.explainer import MODE_DEFAULTS
+
+    assert stats["mode"] == "PP" and stats["defaults"] == MODE_DEFAULTS["PP"]
+    predicted = digits_model(delta).argmax(dim=1)  # a PP is scored on δ alone, not on x + δ
+    assert stats["predictions"] == predicted.tolist()
+    assert stats["successes"] == int((predicted == targets).sum())

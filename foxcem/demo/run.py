@@ -26,6 +26,7 @@ from torch import nn
 from foxcem._progress import progress_bar
 from foxcem._version import __version__
 from foxcem.cem.explainer import MODE_DEFAULTS
+from foxcem.cem.loss import check_mode
 from foxcem.demo.digits import (
     DigitsCNN,
     DigitsSplit,
@@ -332,7 +333,7 @@ def _run_cem(
     options = _cem_options(key, config)
     options.setdefault("progress", config.progress)
     delta = get_explainer("cem").calculate_features(model, x, targets, **options)
-    mode = options["mode"]
+    mode = check_mode(options["mode"])  # a user's "pp" in `extra` means "PP"
     probe = delta if mode == "PP" else x + delta
     predicted = _predict(model, probe)
     success = predicted == targets if mode == "PP" else predicted != targets
@@ -347,8 +348,9 @@ def _run_cem(
         "mean_count_above_0.01": float((flat.abs() > 0.01).sum(dim=1).float().mean()),
         "predictions": predicted.cpu().tolist(),
     }
-    if mode in MODE_DEFAULTS:  # the per-mode defaults the explainer filled in (c, K, l1, l2, eta)
-        stats["defaults"] = dict(MODE_DEFAULTS[mode])
+    stats["defaults"] = dict(
+        MODE_DEFAULTS[mode]
+    )  # what the explainer filled in (c, K, l1, l2, eta)
     return delta, stats
 
 
