@@ -7,7 +7,7 @@ choose one by name with :func:`get_explainer`.
 
 from foxcem import explainers as _explainers
 from foxcem._version import __version__
-from foxcem.base import Explainer, validate_result
+from foxcem.base import Explainer, split_convergence_delta, validate_result
 from foxcem.cem.explainer import CEMExplainer
 from foxcem.explainers import *  # noqa: F403 - the Captum-backed explainers
 from foxcem.model_state import preserve_model_state
@@ -22,6 +22,7 @@ __all__ = [
     "preserve_model_state",
     "register_explainer",
     "validate_result",
+    "split_convergence_delta",
 ]
 __all__ += _explainers.__all__
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Union
 
 import torch
 from torch import nn
@@ -18,7 +18,20 @@ from foxcem.checks import (
 )
 from foxcem.model_state import gradients_enabled, preserve_model_state
 
-__all__ = ["Explainer", "validate_result", "predict_scores"]
+__all__ = ["Explainer", "validate_result", "predict_scores", "split_convergence_delta"]
+
+
+def split_convergence_delta(
+    result: Union[torch.Tensor, tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(attributions, delta)`` from a ``calculate_features`` result.
+
+    Explainers return the attributions alone, or ``(attributions, delta)`` when asked for the
+    convergence delta (``return_convergence_delta=True``); ``delta`` is ``None`` for the former.
+    """
+    if isinstance(result, tuple):
+        return result[0], (result[1] if len(result) > 1 else None)
+    return result, None
 
 
 def validate_result(attributions: torch.Tensor) -> None:

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with Lightn
         "pip install 'foxcem[lightning]'"
     ) from exc
 
-from foxcem.base import Explainer
+from foxcem.base import Explainer, split_convergence_delta
 from foxcem.checks import TargetLike, check_choice, check_positive_int, check_target, check_tensor
 from foxcem.model_state import preserve_model_state
 from foxcem.registry import resolve_explainer
@@ -250,10 +250,8 @@ class ExplanationCallback(Callback):
         if self.name in DELTA_METHODS:
             kwargs.setdefault("return_convergence_delta", True)
         result = self.explainer.calculate_features(model, x, targets, **kwargs)
-        delta = None
-        if isinstance(result, tuple):
-            result, delta = result[0], (result[1] if len(result) > 1 else None)
-        attributions = result.detach()
+        attributions, delta = split_convergence_delta(result)
+        attributions = attributions.detach()
         with preserve_model_state(model, inputs=x), torch.no_grad():
             if targets is None:
                 targets = model(x).argmax(dim=1)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from foxcem.base import Explainer
+from foxcem.base import Explainer, split_convergence_delta
 from foxcem.checks import TargetLike, check_choice, check_positive_int, check_target, check_tensor
 from foxcem.model_state import preserve_model_state
 from foxcem.registry import resolve_explainer
@@ -484,9 +484,9 @@ def quantus_explain_func(
             if targets.dim() > 1:
                 targets = targets.reshape(-1)
         options = {**explainer_kwargs, **kwargs}
-        result = instance.calculate_features(model, x, targets, **options)
-        if isinstance(result, tuple):
-            result = result[0]
-        return result.detach().float().cpu().numpy()
+        attributions, _ = split_convergence_delta(
+            instance.calculate_features(model, x, targets, **options)
+        )
+        return attributions.detach().float().cpu().numpy()
 
     return explain_func

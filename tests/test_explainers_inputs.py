@@ -213,3 +213,13 @@ def test_default_target_is_the_prediction_not_class_zero(model, x):
             rtol=0,
             atol=0,
         )
+
+
+def test_split_convergence_delta_with_and_without_a_delta(model, x):
+    ig = foxcem.IntegratedGradientsCVExplainer()
+    attributions, delta = foxcem.split_convergence_delta(
+        ig.calculate_features(model, x, n_steps=8, return_convergence_delta=True)
+    )
+    alone, none = foxcem.split_convergence_delta(ig.calculate_features(model, x, n_steps=8))
+    assert none is None and torch.equal(alone, attributions)
+    assert delta.shape == (x.shape[0],)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
+from foxcem.base import split_convergence_delta
 from foxcem.cli import CLIError
 
 __all__ = [
@@ -531,9 +532,7 @@ def _run(args: argparse.Namespace) -> int:
                 "integrated_gradients"
             ) from None
         raise
-    delta = None
-    if isinstance(result, tuple):  # e.g. return_convergence_delta=True
-        result, delta = result[0], result[1]
+    result, delta = split_convergence_delta(result)
     if isinstance(target, int):
         targets = torch.full((inputs.shape[0],), target, dtype=torch.long)
     elif target is not None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from foxcem._progress import progress_bar
 from foxcem._version import __version__
+from foxcem.base import split_convergence_delta
 from foxcem.cem.explainer import MODE_DEFAULTS
 from foxcem.cem.loss import check_mode
 from foxcem.demo.digits import (
@@ -319,8 +320,8 @@ def _run_attribution(
     options = dict(ATTRIBUTION_OPTIONS[key])
     result = get_explainer(method.registry).calculate_features(model, x, targets, **options)
     stats: dict[str, Any] = {"options": options}
-    if isinstance(result, tuple):
-        result, delta = result
+    result, delta = split_convergence_delta(result)
+    if delta is not None:
         delta = delta.detach().abs().float().cpu()
         stats["mean_abs_convergence_delta"] = float(delta.mean())
         stats["max_abs_convergence_delta"] = float(delta.max())

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from foxcem.base import Explainer
+from foxcem.base import Explainer, split_convergence_delta
 from foxcem.checks import check_choice
 from foxcem.model_state import preserve_model_state
 from foxcem.registry import resolve_explainer
@@ -131,9 +131,7 @@ class ExplainModule(LightningModule):
                 targets = _plain(self.model(x).argmax(dim=1))
         assert targets is not None
         result = self.explainer.calculate_features(self.model, x, targets, **self.explainer_kwargs)
-        delta = None
-        if isinstance(result, tuple):
-            result, delta = result[0], (result[1] if len(result) > 1 else None)
+        result, delta = split_convergence_delta(result)
         out = {"indices": index.long(), "attributions": result, "targets": targets}
         if isinstance(delta, torch.Tensor):
             out["delta"] = delta.detach()
