@@ -3,15 +3,29 @@
 Every method is an :class:`Explainer` with ``create_explainer(model, **kwargs)`` and
 ``calculate_features(model, input_data, pred_label_idx=None, **kwargs) -> torch.Tensor``;
 choose one by name with :func:`get_explainer`.
+
+The package is layered; each layer imports only from the ones above it in this list:
+
+* :mod:`foxcem.core` — the Explainer contract, argument checks, the model-state guard, the
+  registry, seeding, progress bars;
+* :mod:`foxcem.attribution` — the Captum-backed methods;
+* :mod:`foxcem.cem` — the native Contrastive Explanation Method (loss, optimizers, gradient
+  sources, generator, explainer);
+* :mod:`foxcem.metrics`, :mod:`foxcem.viz`, :mod:`foxcem.io` — metrics, drawing, files;
+* :mod:`foxcem.integrations` — Lightning and Quantus;
+* :mod:`foxcem.cli`, :mod:`foxcem.demo` — the command line and the demo.
 """
 
-from foxcem import explainers as _explainers
+from foxcem import _compat
+from foxcem import attribution as _attribution
 from foxcem._version import __version__
-from foxcem.base import Explainer, split_convergence_delta, validate_result
+from foxcem.attribution import *  # noqa: F403 - the Captum-backed explainers
 from foxcem.cem.explainer import CEMExplainer
-from foxcem.explainers import *  # noqa: F403 - the Captum-backed explainers
-from foxcem.model_state import preserve_model_state
-from foxcem.registry import available_explainers, get_explainer, register_explainer
+from foxcem.core.explainer import Explainer, split_convergence_delta, validate_result
+from foxcem.core.model_state import preserve_model_state
+from foxcem.core.registry import available_explainers, get_explainer, register_explainer
+
+_compat.install()
 
 __all__ = [
     "__version__",
@@ -24,14 +38,14 @@ __all__ = [
     "validate_result",
     "split_convergence_delta",
 ]
-__all__ += _explainers.__all__
+__all__ += _attribution.__all__
 
 #: Names loaded on first use, so that ``import foxcem`` stays light (``explain_dataset`` imports
-#: Lightning only when called).
+#: Lightning only when asked for).
 _LAZY = {
-    "explain_dataset": "foxcem.dataset",
-    "load_attributions": "foxcem.dataset",
-    "IndexedDataset": "foxcem.dataset",
+    "explain_dataset": "foxcem.integrations.lightning.explain_dataset",
+    "load_attributions": "foxcem.io.shards",
+    "IndexedDataset": "foxcem.io.datasets",
 }
 
 

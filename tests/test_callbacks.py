@@ -24,9 +24,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from foxcem.callbacks import ExplanationCallback  # noqa: E402
+from foxcem.attribution import IntegratedGradientsCVExplainer  # noqa: E402
 from foxcem.demo.digits import DigitsSplit  # noqa: E402
-from foxcem.explainers import IntegratedGradientsCVExplainer  # noqa: E402
+from foxcem.integrations.lightning.callback import ExplanationCallback  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -301,8 +301,8 @@ def test_callbacks_without_lightning_name_the_extra(monkeypatch: pytest.MonkeyPa
     for name in [m for m in sys.modules if m == "lightning" or m.startswith("lightning.")]:
         monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
     monkeypatch.setitem(sys.modules, "lightning", None)  # type: ignore[arg-type]
-    monkeypatch.delitem(sys.modules, "foxcem.callbacks")
+    monkeypatch.delitem(sys.modules, "foxcem.integrations.lightning.callback")
     with pytest.raises(ImportError, match=r"pip install 'foxcem\[lightning\]'"):
-        importlib.import_module("foxcem.callbacks")
+        importlib.import_module("foxcem.integrations.lightning.callback")
     monkeypatch.undo()
-    assert sys.modules["foxcem.callbacks"].ExplanationCallback is ExplanationCallback
+    assert sys.modules["foxcem.integrations.lightning.callback"].ExplanationCallback is ExplanationCallback

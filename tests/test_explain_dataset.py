@@ -19,15 +19,11 @@ pytest.importorskip("safetensors")
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import foxcem  # noqa: E402
+from foxcem.attribution import IntegratedGradientsCVExplainer  # noqa: E402
 from foxcem.cli import main as cli_main  # noqa: E402
-from foxcem.dataset import (  # noqa: E402
-    IndexedDataset,
-    explain_dataset,
-    load_attributions,
-    read_manifest,
-)
 from foxcem.demo.digits import DigitsSplit  # noqa: E402
-from foxcem.explainers import IntegratedGradientsCVExplainer  # noqa: E402
+from foxcem.integrations.lightning.explain_dataset import explain_dataset  # noqa: E402
+from foxcem.io import IndexedDataset, load_attributions, read_manifest  # noqa: E402
 
 N = 40
 BATCH = 8
@@ -330,8 +326,9 @@ KILLED_RUN = """
 import os, signal, sys
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from foxcem.dataset import IndexedDataset, explain_dataset
-from foxcem.explainers import IntegratedGradientsCVExplainer
+from foxcem.integrations.lightning.explain_dataset import explain_dataset
+from foxcem.io import IndexedDataset
+from foxcem.attribution import IntegratedGradientsCVExplainer
 
 
 class KilledIG(IntegratedGradientsCVExplainer):

@@ -9,8 +9,8 @@ from captum.attr import GradientShap, NoiseTunnel, Saliency
 from torch import nn
 
 import foxcem
-from foxcem.explainers import CaptumExplainer
-from foxcem.registry import get_explainer_class
+from foxcem.attribution import CaptumExplainer
+from foxcem.core.registry import get_explainer_class
 
 CAPTUM_EXPLAINERS = [
     name

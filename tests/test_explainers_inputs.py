@@ -13,8 +13,8 @@ from foxcem import (
     LayerIntegratedGradientsCVExplainer,
     validate_result,
 )
-from foxcem.explainers import CaptumExplainer, LayerCaptumExplainer
-from foxcem.registry import get_explainer_class
+from foxcem.attribution import CaptumExplainer, LayerCaptumExplainer
+from foxcem.core.registry import get_explainer_class
 
 CAPTUM_EXPLAINERS = [
     name

@@ -26,8 +26,8 @@ from foxcem import (
     SaliencyCVExplainer,
     get_explainer,
 )
-from foxcem.explainers import CaptumExplainer
-from foxcem.registry import get_explainer_class
+from foxcem.attribution import CaptumExplainer
+from foxcem.core.registry import get_explainer_class
 
 
 class ConvNet(nn.Module):

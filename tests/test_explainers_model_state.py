@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import foxcem
-from foxcem.explainers import CaptumExplainer
-from foxcem.registry import get_explainer_class
+from foxcem.attribution import CaptumExplainer
+from foxcem.core.registry import get_explainer_class
 
 #: Every registered Captum-backed explainer (other packages may register native methods).
 EXPLAINERS = [

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from foxcem.model_state import gradients_enabled, preserve_model_state
+from foxcem.core.model_state import gradients_enabled, preserve_model_state
 
 
 def _model() -> nn.Module:

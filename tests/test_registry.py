@@ -7,8 +7,8 @@ import re
 import pytest
 
 import foxcem
-from foxcem.explainers import CaptumExplainer
-from foxcem.registry import get_explainer_class
+from foxcem.attribution import CaptumExplainer
+from foxcem.core.registry import get_explainer_class
 
 EXPECTED = {
     "integrated_gradients": "IntegratedGradientsCVExplainer",
@@ -89,7 +89,7 @@ def test_registering_a_second_class_under_a_taken_name_fails():
 
 
 def test_resolve_explainer_takes_a_name_or_an_instance():
-    from foxcem.registry import resolve_explainer
+    from foxcem.core.registry import resolve_explainer
 
     assert isinstance(resolve_explainer("Saliency"), foxcem.SaliencyCVExplainer)
     instance = foxcem.GradientCVExplainer()

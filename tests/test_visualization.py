@@ -1,4 +1,4 @@
-"""foxcem.visualization: normalisation against a brute-force NumPy version, colours, overlays, figures."""
+"""foxcem.viz: normalisation against a brute-force NumPy version, colours, overlays, figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from foxcem.visualization import (
+from foxcem.viz import (
     SIGNS,
     apply_colormap,
     attribution_to_rgb,
@@ -165,14 +165,14 @@ def test_visualization_module_needs_no_matplotlib(monkeypatch: pytest.MonkeyPatc
     """
     import importlib.util
 
-    import foxcem.visualization
+    import foxcem.viz
 
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     spec = importlib.util.spec_from_file_location(
-        "_foxcem_visualization_copy", foxcem.visualization.__file__
+        "_foxcem_visualization_copy", foxcem.viz.__file__
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,13 +6,13 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.base import Explainer
 from foxcem.cem.generator import Callback, ExplanationGenerator
 from foxcem.cem.gradients import AutogradGradient, URVGradientEstimator
 from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
-from foxcem.checks import TargetLike, check_choice, model_device
-from foxcem.registry import register_explainer
+from foxcem.core.checks import TargetLike, check_choice, model_device
+from foxcem.core.explainer import Explainer
+from foxcem.core.registry import register_explainer
 
 __all__ = ["CEMExplainer"]
 

@@ -7,11 +7,11 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from foxcem._progress import progress_bar
 from foxcem.cem.gradients import URVGradientEstimator
 from foxcem.cem.loss import CEMLoss
 from foxcem.cem.optimizers import AoExpGrad
-from foxcem.checks import TargetLike, check_positive_int
+from foxcem.core.checks import TargetLike, check_positive_int
+from foxcem.core.progress import progress_bar
 
 __all__ = ["ExplanationGenerator"]
 

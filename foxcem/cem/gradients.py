@@ -11,8 +11,8 @@ from typing import Callable, Optional, Protocol
 
 import torch
 
-from foxcem.checks import check_positive_int
-from foxcem.model_state import gradients_enabled
+from foxcem.core.checks import check_positive_int
+from foxcem.core.model_state import gradients_enabled
 
 __all__ = ["AutogradGradient", "URVGradientEstimator", "Sampler"]
 

@@ -19,8 +19,8 @@ from typing import Callable, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from foxcem.base import predict_scores
-from foxcem.checks import TargetLike, check_model, check_scores, check_target, check_tensor
+from foxcem.core.checks import TargetLike, check_model, check_scores, check_target, check_tensor
+from foxcem.core.explainer import predict_scores
 
 __all__ = ["CEMLoss", "CEMEvaluation"]
 

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
-__all__ = ["main", "CLIError", "ArgumentParser", "EXIT_USAGE"]
+from foxcem.cli.errors import EXIT_USAGE, CLIError
+from foxcem.io.files import InputFileError
 
-#: Exit code of every expected failure (the same as argparse's usage errors).
-EXIT_USAGE = 2
+__all__ = ["main", "CLIError", "ArgumentParser", "EXIT_USAGE"]
 
 #: Subcommand -> module (under ``foxcem.cli``) that registers it.
 SUBCOMMANDS = {
@@ -28,10 +28,6 @@ SUBCOMMANDS = {
 }
 #: Subcommands whose module needs an optional extra: imported only when the subcommand is used.
 _OPTIONAL = {"explain-dataset": ("lightning", "explain a whole dataset on Lightning's engine")}
-
-
-class CLIError(Exception):
-    """An expected failure: reported as one line on stderr, exit code 2."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -148,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         command = _first_command(argv)
         prog = f"foxcem {command}" if command in SUBCOMMANDS else "foxcem"
-        message = _one_line(exc) if isinstance(exc, CLIError) else _describe(exc)
+        message = _one_line(exc) if isinstance(exc, (CLIError, InputFileError)) else _describe(exc)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed options; returns the exit code."""
-    from foxcem.cli import CLIError
+    from foxcem.cli.errors import CLIError
     from foxcem.demo.run import DemoConfig, format_table, parse_methods, run_demo
 
     try:

@@ -15,38 +15,28 @@ Outputs in ``--output``: per input ``<name>_heatmap.png`` and ``<name>_overlay.p
 from __future__ import annotations
 
 import argparse
-import ast
 import json
-import logging
 import re
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import torch
 
-from foxcem.base import split_convergence_delta
-from foxcem.cli import CLIError
+from foxcem.cli.errors import CLIError
+from foxcem.cli.options import parse_floats, parse_options, parse_size, parse_targets
+from foxcem.core.explainer import split_convergence_delta
+from foxcem.io.files import ExportedModule, first_line, load_inputs, load_model
 
 __all__ = [
     "register",
     "run",
-    "load_model",
-    "load_inputs",
-    "parse_options",
     "preprocess",
-    "IMAGE_SUFFIXES",
-    "TENSOR_SUFFIXES",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
-TENSOR_SUFFIXES = (".npy", ".pt", ".pth")
 #: PNGs smaller than this (short side, pixels) are enlarged by an integer factor (nearest).
 MIN_PNG_SIZE = 128
-
-_T = TypeVar("_T")
 
 
 def register(subparsers: Any) -> None:
@@ -113,251 +103,6 @@ def register(subparsers: Any) -> None:
         help="output folder (default: ./foxcem-explain)",
     )
     parser.set_defaults(func=run)
-
-
-# ----------------------------------------------------------------------------------------------
-# parsing helpers
-
-
-def _numbers(text: str, convert: Callable[[str], _T], error: str, sep: str = r"[,\s]+") -> list[_T]:
-    """The non-empty parts of ``text`` split on ``sep``, converted; ``CLIError(error)`` if one
-    is not a number."""
-    try:
-        return [convert(v) for v in re.split(sep, text.strip()) if v]
-    except ValueError:
-        raise CLIError(error) from None
-
-
-def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
-    if text is None:
-        return None
-    values = _numbers(text, float, f"{name} must be comma-separated numbers, got {text!r}")
-    if not values:
-        raise CLIError(f"{name} must hold at least one number")
-    return values
-
-
-def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
-    if text is None:
-        return None
-    error = f"--size must be H,W or one integer, got {text!r}"
-    values = _numbers(text.lower(), int, error, sep=r"[,x\s]+")
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise CLIError(f"--size must be H,W or one positive integer, got {text!r}")
-    return values[0], values[1]
-
-
-def _literal(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: literal(value)}`` (a string when not a literal)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise CLIError(
-                f"--option must be KEY=VALUE with a Python identifier as KEY, got {item!r}"
-            )
-        options[key] = _literal(value.strip())
-    return options
-
-
-def _targets(text: Optional[str], n: int) -> Any:
-    if text is None:
-        return None
-    values = _numbers(text, int, f"--target must be an int or comma-separated ints, got {text!r}")
-    if len(values) == 1:
-        return values[0]
-    if len(values) != n:
-        raise CLIError(f"--target gives {len(values)} classes for {n} samples")
-    return values
-
-
-# ----------------------------------------------------------------------------------------------
-# loading
-
-
-def _check_file(path: Path, what: str) -> None:
-    """Raise a one-line ``CLIError`` unless ``path`` is an existing file."""
-    if not path.exists():
-        raise CLIError(f"{what} file not found: {path}")
-    if not path.is_file():
-        raise CLIError(f"{what} path is not a file: {path}")
-
-
-def load_model(path: Path, device: torch.device) -> Any:
-    """Load a TorchScript archive or an exported program as a callable module on ``device``.
-
-    Raises:
-        CLIError: a missing or unreadable file (one line).
-    """
-    _check_file(path, "model")
-    how = (
-        "save one with torch.jit.save(torch.jit.script(model), 'model.pt') or "
-        "torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
-    )
-    if not zipfile.is_zipfile(path):
-        raise CLIError(
-            f"cannot load model {path}: not a TorchScript archive nor an exported program; {how}"
-        )
-    with zipfile.ZipFile(path) as archive:
-        entries = archive.namelist()
-    if any(n.endswith("/data.pkl") for n in entries) and not any(
-        n.endswith("/constants.pkl") for n in entries
-    ):
-        raise CLIError(
-            f"cannot load model {path}: it was saved with torch.save (a pickle, which this "
-            f"command does not unpickle); {how}"
-        )
-    errors = []
-    loaders = [("TorchScript", _load_torchscript), ("exported program", _load_exported)]
-    if path.suffix == ".pt2":
-        loaders.reverse()
-    for kind, loader in loaders:
-        try:
-            model = loader(path, device)
-        except Exception as exc:  # try the other format, then report both
-            errors.append(f"{kind}: {_first_line(exc)}")
-            continue
-        if hasattr(model, "eval"):
-            model.eval()
-        return model
-    raise CLIError(
-        f"cannot load model {path}: not a TorchScript archive (torch.jit.save) nor an exported "
-        f"program (torch.export.save) ({'; '.join(errors)})"
-    )
-
-
-def _load_torchscript(path: Path, device: torch.device) -> Any:
-    return torch.jit.load(str(path), map_location=device)
-
-
-class ExportedModule(torch.nn.Module):
-    """An exported program's module as an ordinary ``nn.Module``.
-
-    Its train/eval behaviour was fixed when the program was exported (the exported module refuses
-    ``.eval()``), so :meth:`train` is a no-op here; everything else is delegated.
-    """
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the exported module."""
-        return self.module(*args, **kwargs)
-
-    def train(self, mode: bool = True) -> ExportedModule:
-        """No-op: the exported program's mode is fixed."""
-        return self
-
-
-def _load_exported(path: Path, device: torch.device) -> Any:
-    logger = logging.getLogger("torch.export")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)  # it logs a traceback before trying its legacy format
-    try:
-        program = torch.export.load(str(path))
-    finally:
-        logger.setLevel(level)
-    module = ExportedModule(program.module())
-    if device.type != "cpu":
-        module = module.to(device)
-    return module
-
-
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(exc).__name__
-
-
-def _read_image(path: Path) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    try:
-        data = read_file(str(path))
-        image = decode_image(data, mode=ImageReadMode.UNCHANGED)
-    except Exception as exc:
-        raise CLIError(f"cannot read image {path}: {_first_line(exc)}") from None
-    if image.dim() == 4:  # an animated GIF: its first frame
-        image = image[0]
-    if image.shape[0] in (2, 4):  # drop alpha
-        image = image[:-1]
-    return image.float().div(255.0).unsqueeze(0)
-
-
-def read_tensor_file(path: Path, what: str = "tensor") -> torch.Tensor:
-    """The one tensor in a ``.npy`` (NumPy, no pickles) or ``.pt`` file, on the CPU.
-
-    Raises:
-        CLIError: an unreadable file, or one that holds something else (one line).
-    """
-    try:
-        if path.suffix.lower() == ".npy":
-            import numpy as np
-
-            tensor = torch.from_numpy(np.load(str(path), allow_pickle=False))
-        else:
-            tensor = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CLIError(f"cannot read {what} file {path}: {_first_line(exc)}") from None
-    if not isinstance(tensor, torch.Tensor):
-        raise CLIError(f"{path} must hold one tensor, got {type(tensor).__name__}")
-    return tensor
-
-
-def _read_tensor(path: Path) -> torch.Tensor:
-    tensor = read_tensor_file(path)
-    if tensor.dtype == torch.uint8:
-        tensor = tensor.float().div(255.0)
-    elif tensor.dtype == torch.bool or tensor.is_complex():
-        raise CLIError(f"{path} holds a {tensor.dtype} tensor; expected real numbers")
-    tensor = tensor.float()
-    if tensor.dim() == 2:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() == 3:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != 4 or tensor.numel() == 0:
-        raise CLIError(
-            f"{path} must hold an (H, W), (C, H, W) or (N, C, H, W) tensor, "
-            f"got shape {tuple(tensor.shape)}"
-        )
-    return tensor
-
-
-def load_inputs(paths: Sequence[Path]) -> tuple[list[torch.Tensor], list[str]]:
-    """Read every input file: a list of (n, C, H, W) float tensors and one name per sample.
-
-    Raises:
-        CLIError: a missing file, an unknown suffix or an unreadable file (one line).
-    """
-    tensors, names = [], []
-    for path in paths:
-        _check_file(path, "input")
-        suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            tensor = _read_image(path)
-        elif suffix in TENSOR_SUFFIXES:
-            tensor = _read_tensor(path)
-        else:
-            known = ", ".join(IMAGE_SUFFIXES + TENSOR_SUFFIXES)
-            raise CLIError(f"unsupported input {path}: expected one of {known}")
-        tensors.append(tensor)
-        if tensor.shape[0] == 1:
-            names.append(path.name)
-        else:
-            names.extend(f"{path.name}[{i}]" for i in range(tensor.shape[0]))
-    return tensors, names
 
 
 def preprocess(
@@ -450,7 +195,7 @@ def _write_png(image: torch.Tensor, path: Path) -> None:
     """Write (3, H, W) float in [0, 1], enlarged (nearest) when small."""
     from torchvision.io import write_png
 
-    from foxcem.visualization import enlarge, to_uint8
+    from foxcem.viz import enlarge, to_uint8
 
     write_png(to_uint8(enlarge(image, MIN_PNG_SIZE)).cpu(), str(path))
 
@@ -471,17 +216,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from foxcem.checks import check_scores
-    from foxcem.registry import get_explainer
-    from foxcem.visualization import attribution_to_rgb, normalize_attribution, overlay
+    from foxcem.core.checks import check_scores
+    from foxcem.core.registry import get_explainer
+    from foxcem.viz import attribution_to_rgb, normalize_attribution, overlay
 
     # Cheap checks first: the method, the options, the files.
     try:
         explainer = get_explainer(args.method)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
-    mean, std = _floats(args.mean, "--mean"), _floats(args.std, "--std")
-    size = _size(args.size)
+    mean, std = parse_floats(args.mean, "--mean"), parse_floats(args.std, "--std")
+    size = parse_size(args.size)
     if not 0.0 <= args.alpha <= 1.0:
         raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
     options = parse_options(args.option)
@@ -494,13 +239,13 @@ def _run(args: argparse.Namespace) -> int:
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
-        raise CLIError(f"--device {args.device!r}: {_first_line(exc)}") from None
+        raise CLIError(f"--device {args.device!r}: {first_line(exc)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
 
     tensors, names = load_inputs(args.inputs)
     batch = preprocess(tensors, args.grayscale, size, mean, std)
-    target = _targets(args.target, batch.shape[0])
+    target = parse_targets(args.target, batch.shape[0])
     model = load_model(args.model, device)
     _resolve_layer(model, options)
     inputs = batch.to(device)
@@ -511,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
             scores = model(inputs)
     except Exception as exc:
         raise CLIError(
-            f"the model failed on the inputs of shape {tuple(inputs.shape)}: {_first_line(exc)}"
+            f"the model failed on the inputs of shape {tuple(inputs.shape)}: {first_line(exc)}"
         ) from None
     try:
         scores = check_scores(scores, inputs.shape[0])
@@ -522,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = explainer.calculate_features(model, inputs, target, **options)
     except (TypeError, ValueError) as exc:
-        message = _first_line(exc).replace("`pred_label_idx`", "--target")
+        message = first_line(exc).replace("`pred_label_idx`", "--target")
         raise CLIError(f"{args.method}: {message}") from None
     except (RuntimeError, AssertionError) as exc:
         if "hook" in str(exc).lower():

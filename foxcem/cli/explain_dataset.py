@@ -7,7 +7,7 @@ optionally with a labels file of N class indices (``--labels``, used with ``--ta
 ``--num-nodes`` (e.g. ``--strategy ddp --devices 8 --num-nodes 2``; Lightning launches the
 processes). ``--output`` receives one shard per rank and batch and ``manifest.json``; rerunning
 the command into the same folder resumes an interrupted run. Read the result with
-``foxcem.dataset.load_attributions(output)``.
+``foxcem.io.shards.load_attributions(output)``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any, Union
 import lightning.pytorch  # noqa: F401 - fails here, with the extra named, when not installed
 import torch
 
-from foxcem.cli import CLIError
-from foxcem.cli.explain import _first_line, load_model, parse_options, read_tensor_file
+from foxcem.cli.errors import CLIError
+from foxcem.cli.options import parse_options
+from foxcem.io.files import first_line, load_model, read_tensor_file
 
 __all__ = ["register", "run", "main"]
 
@@ -114,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     """Run ``foxcem explain-dataset`` with the parsed options; returns the exit code."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from foxcem.dataset import IndexedDataset, explain_dataset
-    from foxcem.registry import get_explainer
+    from foxcem.core.registry import get_explainer
+    from foxcem.integrations.lightning.explain_dataset import explain_dataset
+    from foxcem.io.datasets import IndexedDataset
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             scores = model(inputs[:1])
     except Exception as exc:
-        raise CLIError(f"the model cannot run on {args.inputs}: {_first_line(exc)}") from None
+        raise CLIError(f"the model cannot run on {args.inputs}: {first_line(exc)}") from None
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise CLIError("the model must return class scores of shape (N, classes)")
     loader = DataLoader(

@@ -10,9 +10,7 @@ Usable from Python as well::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import platform
 import time
 from collections.abc import Iterator, Sequence
@@ -23,20 +21,18 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from foxcem._progress import progress_bar
 from foxcem._version import __version__
-from foxcem.base import split_convergence_delta
 from foxcem.cem.explainer import MODE_DEFAULTS
 from foxcem.cem.loss import check_mode
+from foxcem.core.explainer import split_convergence_delta
+from foxcem.core.model_state import preserve_model_state
+from foxcem.core.registry import get_explainer
 from foxcem.demo.digits import (
-    DigitsCNN,
-    DigitsSplit,
     accuracy,
     load_digits_split,
-    train_digits_model,
 )
-from foxcem.model_state import preserve_model_state
-from foxcem.registry import get_explainer
+from foxcem.demo.model import default_cache_dir, load_or_train_model, train_demo_model
+from foxcem.demo.report import format_table
 
 __all__ = [
     "DEFAULT_CEM",
@@ -166,112 +162,6 @@ def parse_methods(text: Union[str, Sequence[str]]) -> list[str]:
     if not chosen:
         raise ValueError(f"no method given; choose from {', '.join(METHODS)}")
     return [key for key in METHODS if key in chosen]
-
-
-# ----------------------------------------------------------------------------------------------
-# the model
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/foxcem``, or ``~/.cache/foxcem`` when ``XDG_CACHE_HOME`` is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if base.strip() else Path.home() / ".cache"
-    return root / "foxcem"
-
-
-def _training_settings(seed: int, epochs: int, device: str) -> dict[str, Any]:
-    return {
-        "model": "DigitsCNN-v1",
-        "data": "sklearn-digits-test0.2",
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": 64,
-        "lr": 2e-3,
-        "device_type": torch.device(device).type,
-    }
-
-
-def _cache_path(cache_dir: Path, settings: dict[str, Any]) -> Path:
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir / f"digits_cnn_seed{settings['seed']}_{key}.pt"
-
-
-def train_demo_model(
-    split: Optional[DigitsSplit] = None,
-    seed: int = 0,
-    epochs: int = 30,
-    device: str = "cpu",
-    progress: bool = True,
-) -> nn.Module:
-    """Train the demo's CNN exactly as ``foxcem demo`` does (fixed seed), with a progress bar.
-
-    Returns the model in eval mode on ``device``.
-    """
-    split = split if split is not None else load_digits_split(seed=seed)
-    settings = _training_settings(seed, epochs, device)
-    with progress_bar(epochs, "training", enabled=progress, unit="epoch") as bar:
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
-
-        return train_digits_model(
-            split,
-            epochs=epochs,
-            seed=seed,
-            device=device,
-            batch_size=settings["batch_size"],
-            lr=settings["lr"],
-            on_epoch=on_epoch,
-        )
-
-
-def load_or_train_model(
-    split: DigitsSplit,
-    seed: int = 0,
-    epochs: int = 30,
-    device: str = "cpu",
-    cache_dir: Optional[Union[str, Path]] = None,
-    use_cache: bool = True,
-    progress: bool = True,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The demo model: loaded from the cache when trained before with the same settings.
-
-    The cache file is keyed by the training settings (seed, epochs, optimiser, device type). A
-    missing or unreadable cache file means training; the result is then written (atomically).
-
-    Returns:
-        ``(model, info)`` with ``info`` holding ``cached`` (bool), ``weights`` (the path, or
-        ``None`` without cache) and ``train_seconds``.
-    """
-    settings = _training_settings(seed, epochs, device)
-    path = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), settings)
-    info: dict[str, Any] = {"cached": False, "weights": str(path) if use_cache else None}
-    if use_cache and path.is_file():
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("settings") != settings:
-                raise ValueError("settings differ")
-            model = DigitsCNN()
-            model.load_state_dict(payload["state_dict"])
-            info.update(cached=True, train_seconds=0.0)
-            return model.to(device).eval(), info
-        except Exception:  # a stale or corrupt file: train again and overwrite it
-            pass
-    start = time.perf_counter()
-    model = train_demo_model(split, seed=seed, epochs=epochs, device=device, progress=progress)
-    info["train_seconds"] = time.perf_counter() - start
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"settings": settings, "state_dict": state}, tmp)
-            os.replace(tmp, path)
-        except OSError as exc:  # a read-only cache is not fatal
-            info["weights"] = None
-            info["cache_error"] = str(exc)
-    return model, info
 
 
 def select_images(labels: torch.Tensor, num_images: int) -> list[int]:
@@ -407,9 +297,9 @@ def run_demo(config: DemoConfig, log: Optional[Callable[[str], None]] = None) ->
 
 def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[str, Any]:
     say = log or (lambda message: None)
-    from foxcem.visualization import _require_matplotlib, plot_explanation_grid, plot_savepoints
+    from foxcem.viz import plot_explanation_grid, plot_savepoints, require_matplotlib
 
-    _require_matplotlib()  # fail before training, not after
+    require_matplotlib()  # fail before training, not after
     total_start = time.perf_counter()
     methods = parse_methods(config.methods)
     device = torch.device(config.device)
@@ -532,35 +422,3 @@ class _CpuView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.device)).cpu()
-
-
-def format_table(summary: dict[str, Any]) -> str:
-    """The summary as a plain-text table (one row per method)."""
-    model = summary["model"]
-    lines = [
-        f"digits CNN test accuracy: {100 * model['test_accuracy']:.1f}% "
-        f"({'cached weights' if model.get('cached') else 'trained'}), "
-        f"{summary['num_images']} digits explained on {summary['device']}",
-        "",
-    ]
-    header = ("method", "time [s]", "success", "mean |δ|₁", "mean |δ|₀ (>0.01)", "mean |conv. δ|")
-    rows = [header]
-    for stats in summary["methods"].values():
-        success = l1 = l0 = conv = "-"
-        if "success_rate" in stats:
-            verb = "keeps" if stats["mode"] == "PP" else "flips"
-            success = f"{stats['successes']}/{summary['num_images']} {verb}"
-            l1 = f"{stats['mean_l1']:.3f}"
-            l0 = f"{stats['mean_l0']:.1f}"
-        if "mean_abs_convergence_delta" in stats:
-            conv = f"{stats['mean_abs_convergence_delta']:.2e}"
-        rows.append((stats["label"], f"{stats['seconds']:.2f}", success, l1, l0, conv))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.append(f"total {summary['total_seconds']:.1f} s")
-    return "\n".join(lines)

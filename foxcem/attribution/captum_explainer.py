@@ -1,0 +1,136 @@
+"""The shared machinery of the Captum-backed explainers.
+
+A Captum-backed explainer is a few lines: it names its Captum class (``captum_class``) and
+implements ``_prepare(model, input_data, *, <options>)`` with *explicit* keyword arguments (named
+as in Captum), which checks the options and returns a :class:`CaptumCall` — the Captum object plus
+the keyword arguments for its ``attribute``. :class:`CaptumExplainer` runs the call. Because the
+options are explicit, a misspelt keyword raises ``TypeError`` naming it instead of being ignored.
+Baselines live in :mod:`foxcem.attribution.baselines`, seeded randomness in
+:mod:`foxcem.core.seeding`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from foxcem.attribution.layers import resolve_layer
+from foxcem.core.explainer import Explainer
+from foxcem.core.seeding import isolated_rng
+
+__all__ = ["CaptumCall", "CaptumExplainer", "LayerCaptumExplainer"]
+
+#: Captum's notices about the hooks it registers (and removes) on non-linear layers.
+_HOOK_NOTICE = r"\s*Setting (forward, )?backward hooks"
+
+
+@dataclass
+class CaptumCall:
+    """One configured Captum attribution, ready to run.
+
+    Attributes:
+        algorithm: the Captum attribution object (``create_explainer``'s result).
+        options: keyword arguments for ``algorithm.attribute`` (everything but inputs/target).
+        finish: post-processing of the attribution tensor, e.g. upsampling a Grad-CAM map;
+            called as ``finish(attributions, inputs)``; a convergence delta is passed through.
+        seed: seed for the global RNGs Captum draws noise from (see :func:`isolated_rng`).
+        context: a context manager entered around the Captum call (e.g. LRP rules).
+    """
+
+    algorithm: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    finish: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+    seed: Optional[int] = None
+    context: Optional[contextlib.AbstractContextManager[Any]] = None
+
+    def run(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
+        """``algorithm.attribute(inputs, target=target, **options)``, then ``finish``.
+
+        Args:
+            inputs: the checked (N, C, H, W) input (never modified; a detached copy that
+                requires grad is handed to Captum).
+            target: the (N,) int64 per-sample target.
+        """
+        # A fresh leaf that requires grad: the caller's tensor is never touched, Captum does not
+        # warn, and layer methods work with the parameters frozen by the model-state guard.
+        inputs = inputs.detach().requires_grad_(True)
+        context = self.context if self.context is not None else contextlib.nullcontext()
+        with context, isolated_rng(self.seed, inputs.device), warnings.catch_warnings():
+            # Captum announces the hooks it sets on non-linearities; the model-state guard
+            # removes whatever is left, so the notice is noise here.
+            warnings.filterwarnings("ignore", message=_HOOK_NOTICE, category=UserWarning)
+            result = self.algorithm.attribute(inputs, target=target, **self.options)
+        if self.finish is None:
+            return result
+        if (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and self.options.get("return_convergence_delta", False)
+        ):
+            return self.finish(result[0], inputs), result[1]
+        return self.finish(result, inputs)
+
+
+class CaptumExplainer(Explainer):
+    """Base of the explainers that run a Captum attribution.
+
+    Subclasses set :attr:`captum_class` and implement :meth:`_prepare` with explicit keyword
+    options; :meth:`create_explainer` builds the Captum object, :meth:`_attribute` runs it with the
+    resolved per-sample target. Input checks, target resolution, the model-state guard and result
+    validation come from :class:`~foxcem.Explainer`.
+    """
+
+    #: The Captum attribution class built by :meth:`create_explainer`.
+    captum_class: ClassVar[type]
+    #: Whether ``baselines`` is a distribution (K, C, H, W) rather than one baseline per sample
+    #: (the SHAP methods); a NoiseTunnel then draws one baseline per noisy copy.
+    takes_baseline_distribution: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        # Explicit, so that a stray constructor argument raises a TypeError that names it
+        # (options belong to ``calculate_features``).
+        super().__init__()
+
+    def create_explainer(self, model: Any, **kwargs: Any) -> Any:
+        """The Captum attribution object for ``model``.
+
+        Args:
+            model: the model (or forward function) to explain.
+            **kwargs: arguments of the Captum class's constructor (e.g. ``multiply_by_inputs``);
+                an unknown one raises ``TypeError``.
+        """
+        return self.captum_class(model, **kwargs)
+
+    @abstractmethod
+    def _prepare(self, model: Any, input_data: torch.Tensor, **kwargs: Any) -> CaptumCall:
+        """Check the options and build the call.
+
+        Implementations list their options as explicit keyword-only arguments (Captum's names),
+        so a misspelt option raises ``TypeError`` naming it.
+        """
+
+    def _attribute(
+        self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        return self._prepare(model, input_data, **kwargs).run(input_data, target)
+
+
+class LayerCaptumExplainer(CaptumExplainer):
+    """Base of the Captum layer methods: ``layer`` defaults to the model's last ``nn.Conv2d``."""
+
+    def create_explainer(self, model: Any, layer: Optional[nn.Module] = None, **kwargs: Any) -> Any:
+        """The Captum layer-attribution object for ``model`` and ``layer``.
+
+        Args:
+            model: the model to explain.
+            layer: the layer whose input/output is attributed; ``None``: the model's last
+                ``nn.Conv2d`` (a model without one raises ``ValueError``).
+            **kwargs: other arguments of the Captum class's constructor.
+        """
+        return self.captum_class(model, layer=resolve_layer(model, layer), **kwargs)

@@ -1,0 +1,157 @@
+"""GradientSHAP (Lundberg & Lee 2017) and its layer form, over Captum.
+
+GradientSHAP averages ``(x − x') · ∂f_t(x' + α(x − x') + ε)/∂x`` over ``n_samples`` draws of a
+baseline ``x'`` from the baseline distribution, ``α ~ U(0, 1)`` and ``ε ~ N(0, stdevs²)``. Captum
+draws ``α`` and the baseline index from NumPy's global generator and ``ε`` from torch's; with the
+``seed`` option (default 0) those generators are seeded for the call and restored afterwards, so
+two calls with the same seed agree and the caller's random streams do not move.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from captum.attr import GradientShap, LayerGradientShap
+from torch import nn
+
+from foxcem.attribution.baselines import BaselineLike, resolve_baseline_distribution
+from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
+from foxcem.core.checks import check_bool, check_positive_int
+from foxcem.core.registry import register_explainer
+from foxcem.core.seeding import check_seed
+
+__all__ = ["GradientSHAPCVExplainer", "LayerGradientSHAPCVExplainer", "check_stdevs"]
+
+
+def check_stdevs(stdevs: object, name: str = "stdevs") -> float:
+    """Check a noise standard deviation: a non-negative number, returned as ``float``."""
+    if isinstance(stdevs, bool) or not isinstance(stdevs, (int, float)):
+        raise TypeError(f"`{name}` must be a non-negative float, got {type(stdevs).__name__}")
+    if not stdevs >= 0:
+        raise ValueError(f"`{name}` must be a non-negative float, got {stdevs}")
+    return float(stdevs)
+
+
+def _options(
+    input_data: torch.Tensor,
+    baselines: BaselineLike,
+    n_baselines: int,
+    n_samples: int,
+    stdevs: float,
+    additional_forward_args: Any,
+    return_convergence_delta: bool,
+    seed: Optional[int],
+) -> dict[str, Any]:
+    return {
+        "baselines": resolve_baseline_distribution(baselines, input_data, seed, n_baselines),
+        "n_samples": check_positive_int(n_samples, "n_samples"),
+        "stdevs": check_stdevs(stdevs),
+        "additional_forward_args": additional_forward_args,
+        "return_convergence_delta": check_bool(
+            return_convergence_delta, "return_convergence_delta"
+        ),
+    }
+
+
+@register_explainer("gradient_shap")
+class GradientSHAPCVExplainer(CaptumExplainer):
+    """GradientSHAP: expected gradients over a baseline distribution, with input noise.
+
+    Options:
+
+    * ``baselines`` — the reference distribution (K, C, H, W): ``None``/``"zeros"`` (default:
+      one zero image), a number (constant image), a tensor (K, C, H, W) or (C, H, W), or
+      ``"random"``: ``n_baselines`` (10) standard-normal images from a generator seeded with
+      ``seed``.
+    * ``n_samples`` (5) — random draws per input sample; ``stdevs`` (0.0) — std of the Gaussian
+      noise added to each draw.
+    * ``seed`` (0) — seeds the draws (``None``: the global generators, left as they were).
+    * ``return_convergence_delta``, ``multiply_by_inputs`` (``True``),
+      ``additional_forward_args``.
+
+    Returns:
+        Attributions of the input's shape (N, C, H, W); with ``return_convergence_delta`` a
+        tuple ``(attributions, delta)``, delta of shape (N·n_samples,).
+    """
+
+    algorithm_name = "Gradient SHAP"
+    captum_class = GradientShap
+    takes_baseline_distribution = True
+
+    def _prepare(
+        self,
+        model: Any,
+        input_data: torch.Tensor,
+        *,
+        baselines: BaselineLike = None,
+        n_baselines: int = 10,
+        n_samples: int = 5,
+        stdevs: float = 0.0,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        multiply_by_inputs: bool = True,
+        seed: Optional[int] = 0,
+    ) -> CaptumCall:
+        seed = check_seed(seed)
+        options = _options(
+            input_data,
+            baselines,
+            n_baselines,
+            n_samples,
+            stdevs,
+            additional_forward_args,
+            return_convergence_delta,
+            seed,
+        )
+        algorithm = self.create_explainer(model, multiply_by_inputs=multiply_by_inputs)
+        return CaptumCall(algorithm, options, seed=seed)
+
+
+@register_explainer("layer_gradient_shap")
+class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
+    """GradientSHAP attributions of a layer's neurons.
+
+    Options: those of :class:`GradientSHAPCVExplainer`, plus ``layer`` (default: the model's
+    last ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
+
+    Returns:
+        Attributions of the layer output's (or input's) shape.
+    """
+
+    algorithm_name = "Layer Gradient SHAP"
+    captum_class = LayerGradientShap
+    takes_baseline_distribution = True
+
+    def _prepare(
+        self,
+        model: Any,
+        input_data: torch.Tensor,
+        *,
+        layer: Optional[nn.Module] = None,
+        baselines: BaselineLike = None,
+        n_baselines: int = 10,
+        n_samples: int = 5,
+        stdevs: float = 0.0,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        multiply_by_inputs: bool = True,
+        seed: Optional[int] = 0,
+    ) -> CaptumCall:
+        seed = check_seed(seed)
+        options = _options(
+            input_data,
+            baselines,
+            n_baselines,
+            n_samples,
+            stdevs,
+            additional_forward_args,
+            return_convergence_delta,
+            seed,
+        )
+        options["attribute_to_layer_input"] = check_bool(
+            attribute_to_layer_input, "attribute_to_layer_input"
+        )
+        algorithm = self.create_explainer(model, layer=layer, multiply_by_inputs=multiply_by_inputs)
+        return CaptumCall(algorithm, options, seed=seed)

@@ -1,0 +1,162 @@
+"""NoiseTunnel: SmoothGrad, SmoothGrad-squared and VarGrad around any Captum-backed explainer.
+
+SmoothGrad (Smilkov et al. 2017) averages the attributions of ``nt_samples`` noisy copies
+``x + ε``, ``ε ~ N(0, stdevs²)``; SmoothGrad-squared averages their squares; VarGrad (Adebayo et
+al. 2018) takes their variance. The noise comes from torch's global generator of the input's
+device; the ``seed`` option (default 0) seeds it for the call and the generator is restored
+afterwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional, Union
+
+import torch
+from captum.attr import NoiseTunnel
+
+from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
+from foxcem.attribution.gradient_shap import check_stdevs
+from foxcem.core.checks import (
+    check_bool,
+    check_choice,
+    check_optional_positive_int,
+    check_positive_int,
+)
+from foxcem.core.registry import get_explainer_class, register_explainer
+from foxcem.core.seeding import check_seed
+
+__all__ = ["NoiseTunnelCVExplainer", "NT_TYPES"]
+
+#: Smoothing types: SmoothGrad, SmoothGrad-squared, VarGrad.
+NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+ExplainerLike = Union[str, CaptumExplainer, type]
+
+
+def _resolve_explainer(explainer: ExplainerLike) -> CaptumExplainer:
+    if isinstance(explainer, str):
+        explainer = get_explainer_class(explainer)
+    if isinstance(explainer, type):
+        if not issubclass(explainer, CaptumExplainer):
+            raise TypeError(
+                f"`explainer` must be a Captum-backed explainer, got the class {explainer.__name__}"
+            )
+        explainer = explainer()
+    if not isinstance(explainer, CaptumExplainer):
+        raise TypeError(
+            "`explainer` must be a registered name, a Captum-backed explainer or its class, "
+            f"got {type(explainer).__name__}"
+        )
+    if isinstance(explainer, NoiseTunnelCVExplainer):
+        raise ValueError("`explainer` must not be another noise tunnel")
+    return explainer
+
+
+def _with_wrapped_attribute(algorithm: Any) -> Any:
+    """Give ``algorithm.attribute`` the ``__wrapped__`` that Captum's NoiseTunnel calls.
+
+    NoiseTunnel runs ``algorithm.attribute.__wrapped__(algorithm, ...)``, which only the methods
+    decorated with Captum's usage logger have (``LayerLRP.attribute`` is not); for the others the
+    plain class function is attached to this object's bound method.
+    """
+    if hasattr(algorithm.attribute, "__wrapped__"):
+        return algorithm
+    bound = algorithm.attribute
+
+    def attribute(*args: Any, **kwargs: Any) -> Any:
+        return bound(*args, **kwargs)
+
+    attribute.__wrapped__ = type(algorithm).attribute  # type: ignore[attr-defined]
+    algorithm.attribute = attribute
+    return algorithm
+
+
+@register_explainer("noise_tunnel")
+class NoiseTunnelCVExplainer(CaptumExplainer):
+    """Smooth the attributions of another explainer over noisy copies of the input.
+
+    Args:
+        explainer: the explainer to smooth: a registered name (``"saliency"``…), an instance or a
+            class of a Captum-backed explainer. Default ``"integrated_gradients"``.
+
+    Options of :meth:`~foxcem.Explainer.calculate_features`:
+
+    * ``nt_type`` (``"smoothgrad"``) — ``"smoothgrad"`` (mean), ``"smoothgrad_sq"`` (mean of
+      squares) or ``"vargrad"`` (variance).
+    * ``nt_samples`` (5) — noisy copies per sample; ``nt_samples_batch_size`` (``None``: all at
+      once) — copies per pass.
+    * ``stdevs`` (1.0, Captum's default; about 0.1–0.2 of the input range is the usual choice) —
+      std of the Gaussian noise.
+    * ``draw_baseline_from_distrib`` (``None``: ``True`` for the SHAP explainers, whose
+      ``baselines`` are a distribution, else ``False``) — draw one baseline per noisy copy from
+      the explainer's baselines (GradientSHAP-style).
+    * ``seed`` (0) — seeds the noise (``None``: the global generator, left as it was); it is also
+      passed to the inner explainer when that takes a seed.
+    * any other keyword goes to the inner explainer (its own names; a misspelt one raises
+      ``TypeError``).
+
+    Returns:
+        The inner explainer's attribution shape (e.g. (N, C, H, W)).
+    """
+
+    algorithm_name = "Noise Tunnel"
+    captum_class = NoiseTunnel
+
+    def __init__(self, explainer: ExplainerLike = "integrated_gradients") -> None:
+        self.explainer = _resolve_explainer(explainer)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(explainer={self.explainer!r})"
+
+    def create_explainer(self, model: Any, **kwargs: Any) -> NoiseTunnel:
+        """A Captum ``NoiseTunnel`` around the inner explainer's Captum object for ``model``."""
+        return NoiseTunnel(self.explainer.create_explainer(model, **kwargs))
+
+    def _prepare(
+        self,
+        model: Any,
+        input_data: torch.Tensor,
+        *,
+        nt_type: str = "smoothgrad",
+        nt_samples: int = 5,
+        nt_samples_batch_size: Optional[int] = None,
+        stdevs: float = 1.0,
+        draw_baseline_from_distrib: Optional[bool] = None,
+        seed: Optional[int] = 0,
+        **options: Any,
+    ) -> CaptumCall:
+        seed = check_seed(seed)
+        if "seed" in inspect.signature(self.explainer._prepare).parameters:
+            options["seed"] = seed
+        inner = self.explainer._prepare(model, input_data, **options)
+        if draw_baseline_from_distrib is None:
+            draw_baseline_from_distrib = self.explainer.takes_baseline_distribution
+        check_bool(draw_baseline_from_distrib, "draw_baseline_from_distrib")
+        baselines = inner.options.get("baselines")
+        if (
+            isinstance(baselines, torch.Tensor)
+            and not draw_baseline_from_distrib
+            and baselines.shape[0] not in (1, input_data.shape[0])
+        ):
+            raise ValueError(
+                f"`baselines` holds {baselines.shape[0]} baselines for {input_data.shape[0]} "
+                "samples; pass `draw_baseline_from_distrib=True` to draw one per noisy copy"
+            )
+        nt_options = {
+            "nt_type": check_choice(nt_type, "nt_type", NT_TYPES),
+            "nt_samples": check_positive_int(nt_samples, "nt_samples"),
+            "nt_samples_batch_size": check_optional_positive_int(
+                nt_samples_batch_size, "nt_samples_batch_size"
+            ),
+            "stdevs": check_stdevs(stdevs),
+            "draw_baseline_from_distrib": draw_baseline_from_distrib,
+            **inner.options,
+        }
+        return CaptumCall(
+            NoiseTunnel(_with_wrapped_attribute(inner.algorithm)),
+            nt_options,
+            finish=inner.finish,
+            seed=seed,
+            context=inner.context,
+        )

@@ -1,0 +1,164 @@
+"""Input checks shared by every explainer.
+
+Each check raises ``TypeError`` or ``ValueError`` whose message names the offending argument and
+says what was expected, so bad input never surfaces as a shape error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+TargetLike = Union[int, torch.Tensor, Sequence[int], None]
+
+
+def check_tensor(
+    value: object, name: str = "input_data", ndim: Optional[int] = None
+) -> torch.Tensor:
+    """Check that ``value`` is a non-empty floating-point tensor with ``ndim`` dimensions."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"`{name}` must have a floating dtype, got {value.dtype}")
+    if ndim is not None and value.dim() != ndim:
+        layout = " (N, C, H, W)" if ndim == 4 else ""
+        raise ValueError(
+            f"`{name}` must be a {ndim}-D tensor{layout}, got shape {tuple(value.shape)}"
+        )
+    if value.dim() == 0 or value.shape[0] == 0 or value.numel() == 0:
+        raise ValueError(f"`{name}` must hold at least one sample, got shape {tuple(value.shape)}")
+    return value
+
+
+def model_device(model: nn.Module) -> Optional[torch.device]:
+    """The device of the model's first parameter or buffer (``None`` for a stateless model)."""
+    if not isinstance(model, nn.Module):
+        return None
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return None
+
+
+def check_model(model: object, name: str = "model") -> None:
+    """Check that ``model`` can be called."""
+    if not callable(model):
+        raise TypeError(
+            f"`{name}` must be a torch.nn.Module or a callable, got {type(model).__name__}"
+        )
+
+
+def check_same_device(model: nn.Module, input_data: torch.Tensor, name: str = "input_data") -> None:
+    """Check that ``input_data`` lives on the model's device."""
+    device = model_device(model)
+    if device is not None and device != input_data.device:
+        raise ValueError(
+            f"`{name}` is on {input_data.device} but the model is on {device}; "
+            f"move one of them, e.g. `{name}.to({str(device)!r})`"
+        )
+
+
+def check_scores(scores: object, num_samples: int, name: str = "model output") -> torch.Tensor:
+    """Check that a model returned class scores of shape (N, classes)."""
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(
+            f"the {name} must be a tensor of class scores (N, classes), got {type(scores).__name__}"
+        )
+    if scores.dim() != 2 or scores.shape[0] != num_samples:
+        raise ValueError(
+            f"the {name} must be class scores of shape (N, classes) = ({num_samples}, classes), "
+            f"got shape {tuple(scores.shape)}"
+        )
+    return scores
+
+
+def check_target(
+    target: TargetLike,
+    num_samples: int,
+    num_classes: int,
+    device: Optional[torch.device] = None,
+    name: str = "pred_label_idx",
+) -> Optional[torch.Tensor]:
+    """Normalise a target to a (N,) int64 tensor, checking type, length and range.
+
+    Accepts an ``int`` (one class for every sample), a 0-D or 1-D integer tensor of length N, or a
+    sequence of N ints. ``None`` is returned unchanged (callers resolve it to the prediction).
+    """
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError(f"`{name}` must be an int or an integer tensor, got bool")
+    if isinstance(target, int):
+        values = torch.full((num_samples,), target, dtype=torch.long)
+    elif isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be an integer tensor, got dtype {target.dtype}")
+        if target.dim() > 1:
+            raise ValueError(
+                f"`{name}` must be a 0-D or 1-D tensor, got shape {tuple(target.shape)}"
+            )
+        values = target.reshape(-1).long()
+        if target.dim() == 0:
+            values = values.expand(num_samples)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+            raise TypeError(f"`{name}` given as a sequence must hold ints only")
+        values = torch.tensor(list(target), dtype=torch.long)
+    else:
+        raise TypeError(
+            f"`{name}` must be an int, a 0-D/1-D integer tensor or a sequence of ints, "
+            f"got {type(target).__name__}"
+        )
+    if values.numel() != num_samples:
+        raise ValueError(
+            f"`{name}` must have one entry per sample (N={num_samples}), got {values.numel()}"
+        )
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"`{name}` must be in [0, {num_classes - 1}] (the model has {num_classes} outputs), "
+            f"got values in [{low}, {high}]"
+        )
+    return values.to(device) if device is not None else values
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Check that ``value`` is a positive ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be a positive int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_optional_positive_int(value: object, name: str) -> Optional[int]:
+    """``None`` or a positive ``int``."""
+    return None if value is None else check_positive_int(value, name)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Check that ``value`` is a ``bool``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}")
+    return value
+
+
+def model_dtype_device(model: Any) -> tuple[Optional[torch.dtype], Optional[torch.device]]:
+    """The dtype and device of the model's first parameter (or buffer); ``(None, None)``: none."""
+    if isinstance(model, nn.Module):
+        for tensor in model.parameters():
+            return tensor.dtype, tensor.device
+        for tensor in model.buffers():
+            return tensor.dtype, tensor.device
+    return None, None

@@ -1,0 +1,143 @@
+"""The contract every foxcem method follows."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Optional, Union
+
+import torch
+from torch import nn
+
+from foxcem.core.checks import (
+    TargetLike,
+    check_model,
+    check_same_device,
+    check_scores,
+    check_target,
+    check_tensor,
+)
+from foxcem.core.model_state import gradients_enabled, preserve_model_state
+
+__all__ = ["Explainer", "validate_result", "predict_scores", "split_convergence_delta"]
+
+
+def split_convergence_delta(
+    result: Union[torch.Tensor, tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(attributions, delta)`` from a ``calculate_features`` result.
+
+    Explainers return the attributions alone, or ``(attributions, delta)`` when asked for the
+    convergence delta (``return_convergence_delta=True``); ``delta`` is ``None`` for the former.
+    """
+    if isinstance(result, tuple):
+        return result[0], (result[1] if len(result) > 1 else None)
+    return result, None
+
+
+def validate_result(attributions: torch.Tensor) -> None:
+    """Reject an empty attribution.
+
+    Raises:
+        RuntimeError: if ``attributions`` has a zero in its shape.
+    """
+    tensors = attributions if isinstance(attributions, (tuple, list)) else (attributions,)
+    for tensor in tensors:
+        if not isinstance(tensor, torch.Tensor):
+            raise RuntimeError(f"the explainer returned {type(tensor).__name__}, not a tensor")
+        if 0 in tensor.shape:
+            raise RuntimeError(
+                f"the explainer returned an empty attribution of shape {tuple(tensor.shape)}"
+            )
+
+
+def predict_scores(model: Any, input_data: torch.Tensor) -> torch.Tensor:
+    """Class scores (N, classes) of ``model`` on ``input_data``, checked, without autograd."""
+    with torch.no_grad():
+        scores = model(input_data)
+    return check_scores(scores, input_data.shape[0])
+
+
+class Explainer(ABC):
+    """Base class of every foxcem method.
+
+    Subclasses implement :meth:`create_explainer` (build the underlying algorithm object: a
+    Captum attribution object, or a native one) and :meth:`_attribute` (compute the attribution
+    for a checked input and a resolved per-sample target). :meth:`calculate_features` does the
+    shared work: input checks, target resolution (``None`` means the model's prediction, never a
+    silent class 0), the model-state guard, gradients even under ``torch.inference_mode()``, and
+    result validation.
+    """
+
+    #: Human-readable name of the algorithm.
+    algorithm_name: ClassVar[str] = ""
+    #: Name under which the class is registered (set by ``register_explainer``).
+    registry_name: ClassVar[str] = ""
+    #: Number of input dimensions required (4 for the computer-vision explainers, ``None``: any).
+    input_ndim: ClassVar[Optional[int]] = 4
+
+    @abstractmethod
+    def create_explainer(self, model: Any, **kwargs: Any) -> Any:
+        """Build the configured algorithm object for ``model``."""
+
+    @abstractmethod
+    def _attribute(
+        self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        """Compute attributions; ``target`` is a (N,) int64 tensor on the input's device."""
+
+    def calculate_features(
+        self,
+        model: nn.Module,
+        input_data: torch.Tensor,
+        pred_label_idx: TargetLike = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Explain ``model``'s scores for ``pred_label_idx`` on ``input_data``.
+
+        Args:
+            model: a module (or callable) mapping ``input_data`` to class scores (N, classes).
+            input_data: a floating tensor, (N, C, H, W) for the computer-vision explainers, on
+                the model's device.
+            pred_label_idx: the class to explain: an int for every sample, a 0-D/1-D integer
+                tensor of length N, or a list of N ints. ``None`` explains each sample's
+                predicted class (argmax of the scores).
+            **kwargs: method-specific options; an unknown name raises ``TypeError``.
+
+        Returns:
+            The attributions, a detached tensor (shape documented by each method).
+
+        Raises:
+            TypeError, ValueError: for bad input, naming the argument.
+            RuntimeError: if the attribution is empty.
+        """
+        check_model(model)
+        check_tensor(input_data, "input_data", ndim=self.input_ndim)
+        if isinstance(model, nn.Module):
+            check_same_device(model, input_data)
+        with gradients_enabled(), preserve_model_state(model, inputs=input_data):
+            # Lightning hands us inference tensors; autograd needs ordinary ones.
+            inputs = input_data.clone() if input_data.is_inference() else input_data.detach()
+            scores = predict_scores(model, inputs)
+            target = check_target(
+                pred_label_idx, inputs.shape[0], scores.shape[1], device=inputs.device
+            )
+            if target is None:
+                target = scores.argmax(dim=1)
+            result = self._attribute(model, inputs, target, **kwargs)
+        validate_result(result)
+        if isinstance(result, tuple):
+            return tuple(r.detach() for r in result)  # type: ignore[return-value]
+        return result.detach()
+
+    def __call__(
+        self,
+        model: nn.Module,
+        input_data: torch.Tensor,
+        pred_label_idx: TargetLike = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Shorthand for :meth:`calculate_features`."""
+        return self.calculate_features(model, input_data, pred_label_idx, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,73 @@
+"""Choose an explainer by name: ``get_explainer("integrated_gradients")``.
+
+The built-in explainers register themselves when their modules are imported; ``import foxcem``
+(which runs before any ``foxcem.*`` module) imports them all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, TypeVar, Union
+
+if TYPE_CHECKING:
+    from foxcem.core.explainer import Explainer
+
+__all__ = ["register_explainer", "get_explainer", "available_explainers", "resolve_explainer"]
+
+_REGISTRY: dict[str, type[Explainer]] = {}
+E = TypeVar("E", bound="type[Explainer]")
+
+
+def register_explainer(name: str) -> Callable[[E], E]:
+    """Class decorator that makes an :class:`~foxcem.Explainer` available under ``name``."""
+
+    def decorate(cls: E) -> E:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"an explainer named {name!r} is already registered")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return decorate
+
+
+def available_explainers() -> list[str]:
+    """The names accepted by :func:`get_explainer`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_explainer_class(name: str) -> type[Explainer]:
+    """The explainer class registered under ``name``."""
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"unknown explainer {name!r}; known explainers: {known}")
+    return _REGISTRY[key]
+
+
+def get_explainer(name: str, **kwargs: object) -> Explainer:
+    """An instance of the explainer registered under ``name`` (``kwargs`` go to its constructor).
+
+    Raises:
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    return get_explainer_class(name)(**kwargs)
+
+
+def resolve_explainer(explainer: Union[str, Explainer]) -> Explainer:
+    """An explainer instance from a registered name, or the given instance itself.
+
+    Raises:
+        TypeError: ``explainer`` is neither a ``str`` nor an :class:`~foxcem.Explainer`.
+        ValueError: for an unknown name; the message lists the known ones.
+    """
+    from foxcem.core.explainer import Explainer
+
+    instance = get_explainer(explainer) if isinstance(explainer, str) else explainer
+    if not isinstance(instance, Explainer):
+        raise TypeError(
+            "`explainer` must be a registered name or a foxcem Explainer, got "
+            f"{type(explainer).__name__}"
+        )
+    return instance

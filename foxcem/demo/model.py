@@ -1,0 +1,120 @@
+"""The demo's digits CNN: trained with a fixed seed, cached by its training settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from foxcem.core.progress import progress_bar
+from foxcem.demo.digits import DigitsCNN, DigitsSplit, load_digits_split, train_digits_model
+
+__all__ = ["default_cache_dir", "load_or_train_model", "train_demo_model"]
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/foxcem``, or ``~/.cache/foxcem`` when ``XDG_CACHE_HOME`` is unset."""
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if base.strip() else Path.home() / ".cache"
+    return root / "foxcem"
+
+
+def _training_settings(seed: int, epochs: int, device: str) -> dict[str, Any]:
+    return {
+        "model": "DigitsCNN-v1",
+        "data": "sklearn-digits-test0.2",
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": 64,
+        "lr": 2e-3,
+        "device_type": torch.device(device).type,
+    }
+
+
+def _cache_path(cache_dir: Path, settings: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"digits_cnn_seed{settings['seed']}_{key}.pt"
+
+
+def train_demo_model(
+    split: Optional[DigitsSplit] = None,
+    seed: int = 0,
+    epochs: int = 30,
+    device: str = "cpu",
+    progress: bool = True,
+) -> nn.Module:
+    """Train the demo's CNN exactly as ``foxcem demo`` does (fixed seed), with a progress bar.
+
+    Returns the model in eval mode on ``device``.
+    """
+    split = split if split is not None else load_digits_split(seed=seed)
+    settings = _training_settings(seed, epochs, device)
+    with progress_bar(epochs, "training", enabled=progress, unit="epoch") as bar:
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        return train_digits_model(
+            split,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            batch_size=settings["batch_size"],
+            lr=settings["lr"],
+            on_epoch=on_epoch,
+        )
+
+
+def load_or_train_model(
+    split: DigitsSplit,
+    seed: int = 0,
+    epochs: int = 30,
+    device: str = "cpu",
+    cache_dir: Optional[Union[str, Path]] = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The demo model: loaded from the cache when trained before with the same settings.
+
+    The cache file is keyed by the training settings (seed, epochs, optimiser, device type). A
+    missing or unreadable cache file means training; the result is then written (atomically).
+
+    Returns:
+        ``(model, info)`` with ``info`` holding ``cached`` (bool), ``weights`` (the path, or
+        ``None`` without cache) and ``train_seconds``.
+    """
+    settings = _training_settings(seed, epochs, device)
+    path = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), settings)
+    info: dict[str, Any] = {"cached": False, "weights": str(path) if use_cache else None}
+    if use_cache and path.is_file():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("settings") != settings:
+                raise ValueError("settings differ")
+            model = DigitsCNN()
+            model.load_state_dict(payload["state_dict"])
+            info.update(cached=True, train_seconds=0.0)
+            return model.to(device).eval(), info
+        except Exception:  # a stale or corrupt file: train again and overwrite it
+            pass
+    start = time.perf_counter()
+    model = train_demo_model(split, seed=seed, epochs=epochs, device=device, progress=progress)
+    info["train_seconds"] = time.perf_counter() - start
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"settings": settings, "state_dict": state}, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only cache is not fatal
+            info["weights"] = None
+            info["cache_error"] = str(exc)
+    return model, info

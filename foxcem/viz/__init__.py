@@ -1,0 +1,39 @@
+"""Draw attributions and contrastive explanations.
+
+Two layers:
+
+* pure-torch functions (:mod:`foxcem.viz.images`), usable anywhere (TensorBoard logging, PNG
+  writing) with no plotting library: :func:`normalize_attribution`, :func:`attribution_to_rgb`,
+  :func:`apply_colormap`, :func:`overlay`, :func:`to_uint8`, :func:`enlarge`;
+* matplotlib figures, which need the ``demo`` extra (``pip install 'foxcem[demo]'``) and import
+  matplotlib only when called: :func:`plot_explanation_grid`, :func:`plot_savepoints`,
+  :func:`plot_pp_pn`. They build a :class:`matplotlib.figure.Figure` without pyplot, so they
+  change no global backend state; save one with ``fig.savefig(path)``.
+"""
+
+from foxcem.viz.cem_plots import plot_pp_pn, plot_savepoints
+from foxcem.viz.figures import require_matplotlib
+from foxcem.viz.grid import plot_explanation_grid
+from foxcem.viz.images import (
+    SIGNS,
+    apply_colormap,
+    attribution_to_rgb,
+    enlarge,
+    normalize_attribution,
+    overlay,
+    to_uint8,
+)
+
+__all__ = [
+    "SIGNS",
+    "normalize_attribution",
+    "apply_colormap",
+    "attribution_to_rgb",
+    "overlay",
+    "to_uint8",
+    "enlarge",
+    "plot_explanation_grid",
+    "plot_savepoints",
+    "plot_pp_pn",
+    "require_matplotlib",
+]

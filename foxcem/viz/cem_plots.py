@@ -1,0 +1,190 @@
+"""Figures of contrastive explanations: savepoints of a CEM run, PP and PN side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import torch
+
+from foxcem.viz.figures import (
+    as_image_batch,
+    class_name,
+    finish_figure,
+    infer_range,
+    panel_figure,
+    predict_classes,
+    require_matplotlib,
+    run_device,
+    show_image,
+    show_signed,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_savepoints", "plot_pp_pn"]
+
+
+def _savepoint_tensor(value: Any, index: int) -> torch.Tensor:
+    tensor = torch.as_tensor(value).detach().cpu().float()
+    if tensor.dim() == 4:
+        tensor = tensor[index]
+    elif tensor.dim() == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != 3:
+        raise ValueError(
+            f"a savepoint must be (N, C, H, W), (C, H, W) or (H, W), got shape {tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+def plot_savepoints(
+    savepoints: Mapping[str, Any],
+    *,
+    image: Optional[torch.Tensor] = None,
+    model: Optional[Callable[..., Any]] = None,
+    mode: str = "PN",
+    index: int = 0,
+    class_names: Optional[Sequence[str]] = None,
+    value_range: Optional[Sequence[float]] = None,
+    panel_size: float = 1.8,
+    title: Optional[str] = None,
+) -> Figure:
+    """A strip of CEM optimisation savepoints (``"Iteration: k"``), as in the MAX tutorials.
+
+    Args:
+        savepoints: iteration (a string) -> δ, as returned by the explanation generator's ``run``;
+            each δ is (N, C, H, W) (sample ``index`` is drawn), (C, H, W) or (H, W).
+        image: the explained input (C, H, W) or (N, C, H, W); for ``mode="PN"`` a last panel
+            shows input + final δ, and with ``model`` each title gets the prediction of input + δ.
+        model: maps images to class scores; adds ``pred k`` to the titles (of δ for PP, of
+            input+δ for PN).
+        mode: ``"PN"`` or ``"PP"``.
+        index: which sample of a batched savepoint to draw.
+        class_names: names for class indices.
+        value_range: display range (default [0, 1] or the data's min/max). A PN δ with negative
+            entries is drawn with a diverging colormap centred on zero.
+        panel_size: inches per panel.
+        title: figure title.
+
+    Returns:
+        A :class:`matplotlib.figure.Figure`.
+    """
+    Figure = require_matplotlib()
+    if mode not in ("PN", "PP"):
+        raise ValueError(f"`mode` must be 'PN' or 'PP', got {mode!r}")
+    if not savepoints:
+        raise ValueError("`savepoints` is empty")
+    deltas = {str(k): _savepoint_tensor(v, index) for k, v in savepoints.items()}
+    base = None
+    if image is not None:
+        base = as_image_batch(image, "image")
+        base = base[index if base.shape[0] > 1 else 0]
+    reference = base if base is not None else next(iter(deltas.values()))
+    vrange = infer_range(reference, value_range)
+    device = run_device(model)
+    show_sum = mode == "PN" and base is not None
+    columns = len(deltas) + (1 if show_sum else 0)
+    fig, grid = panel_figure(Figure, 1, columns, panel_size, 0.6 if title else 0.35)
+    axes = grid[0]
+    # One colour scale for the whole strip; a signed PN δ is drawn blue (removed) to red (added).
+    signed = mode == "PN" and any(float(d.min()) < 0.0 for d in deltas.values())
+    bound = max(max(float(d.abs().max()) for d in deltas.values()), 1e-12)
+    for ax, (iteration, delta) in zip(axes, deltas.items()):
+        if signed and delta.shape[0] == 1:
+            show_signed(ax, delta, bound)
+        else:
+            show_image(ax, delta, vrange)
+        text = f"Iteration: {iteration}"
+        if model is not None:
+            probe = delta if mode == "PP" or base is None else base + delta
+            pred = predict_classes(model, probe.unsqueeze(0), device)
+            if pred is not None:
+                text += f"\npred {class_name(pred[0], class_names)}"
+        ax.set_title(text, fontsize=8)
+    if show_sum:
+        last = list(deltas.values())[-1]
+        ax = axes[-1]
+        show_image(ax, base + last, vrange)
+        text = "Orig + Perturbation"
+        if model is not None:
+            before = predict_classes(model, base.unsqueeze(0), device)
+            after = predict_classes(model, (base + last).unsqueeze(0), device)
+            if before is not None and after is not None:
+                text += (
+                    f"\n{class_name(before[0], class_names)}→{class_name(after[0], class_names)}"
+                )
+        ax.set_title(text, fontsize=8)
+    return finish_figure(fig, title)
+
+
+def plot_pp_pn(
+    images: torch.Tensor,
+    pp: Optional[torch.Tensor] = None,
+    pn: Optional[torch.Tensor] = None,
+    *,
+    model: Optional[Callable[..., Any]] = None,
+    class_names: Optional[Sequence[str]] = None,
+    value_range: Optional[Sequence[float]] = None,
+    panel_size: float = 1.8,
+    title: Optional[str] = None,
+) -> Figure:
+    """PP and PN panels, one row per image: input, PP, PN perturbation δ, input+δ.
+
+    Args:
+        images: (N, C, H, W) inputs.
+        pp: pertinent positives (N, C, H, W) (the kept part of each input), or ``None``.
+        pn: pertinent-negative perturbations δ (N, C, H, W), or ``None``.
+        model: maps images to class scores; adds the predictions to the titles.
+        class_names: names for class indices.
+        value_range: display range of the images (default [0, 1] or the data's min/max).
+        panel_size: inches per panel.
+        title: figure title.
+
+    Returns:
+        A :class:`matplotlib.figure.Figure`.
+    """
+    Figure = require_matplotlib()
+    images = as_image_batch(images, "images")
+    if pp is None and pn is None:
+        raise ValueError("give `pp`, `pn` or both")
+    pp_t = as_image_batch(pp, "pp") if pp is not None else None
+    pn_t = as_image_batch(pn, "pn") if pn is not None else None
+    n = images.shape[0]
+    vrange = infer_range(images, value_range)
+    device = run_device(model)
+    pred_x = predict_classes(model, images, device)
+    pred_pp = predict_classes(model, pp_t, device) if pp_t is not None else None
+    pred_pn = predict_classes(model, images + pn_t, device) if pn_t is not None else None
+    columns = 1 + (1 if pp_t is not None else 0) + (2 if pn_t is not None else 0)
+    fig, axes = panel_figure(Figure, n, columns, panel_size, 0.4 if title else 0.0)
+    name = lambda i: class_name(i, class_names)  # noqa: E731
+    for row in range(n):
+        col = 0
+        show_image(axes[row][col], images[row], vrange)
+        axes[row][col].set_title(
+            "input" + (f" · pred {name(pred_x[row])}" if pred_x is not None else ""), fontsize=8
+        )
+        if pp_t is not None:
+            col += 1
+            show_image(axes[row][col], pp_t[row], vrange)
+            axes[row][col].set_title(
+                "PP" + (f" · pred {name(pred_pp[row])}" if pred_pp is not None else ""), fontsize=8
+            )
+        if pn_t is not None:
+            col += 1
+            delta = pn_t[row]
+            bound = max(float(delta.abs().max()), 1e-12)
+            if delta.shape[0] == 1:
+                show_signed(axes[row][col], delta, bound)
+            else:
+                show_image(axes[row][col], delta.abs(), (0.0, bound))
+            axes[row][col].set_title("PN δ", fontsize=8)
+            col += 1
+            show_image(axes[row][col], images[row] + delta, vrange)
+            change = ""
+            if pred_pn is not None and pred_x is not None:
+                change = f" · {name(pred_x[row])}→{name(pred_pn[row])}"
+            axes[row][col].set_title(f"x+PN{change}", fontsize=8)
+    return finish_figure(fig, title)
