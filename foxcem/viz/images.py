@@ -19,6 +19,7 @@ __all__ = [
     "overlay",
     "to_uint8",
     "enlarge",
+    "explanation_images",
 ]
 
 #: Accepted values of ``sign``.
@@ -270,3 +271,22 @@ def enlarge(images: torch.Tensor, min_size: int) -> torch.Tensor:
     batch = images if images.dim() == 4 else images.unsqueeze(0)
     out = F.interpolate(batch, scale_factor=factor, mode="nearest")
     return out if images.dim() == 4 else out[0]
+
+
+def explanation_images(
+    x: torch.Tensor, attributions: torch.Tensor, sign: str = "absolute", min_size: int = 0
+) -> dict[str, torch.Tensor]:
+    """What a logger shows of a batch: ``heatmaps`` (N, 3, H, W), ``overlays`` (N, 3, H, W) and
+    the ``grid`` (3, H', W') of inputs, heatmaps and overlays in three rows; float in [0, 1] on
+    the CPU, each image enlarged (nearest) to at least ``min_size`` pixels."""
+    from torchvision.utils import make_grid
+
+    x = x.detach().float().cpu()
+    attr = attributions.detach().float().cpu()
+    size = tuple(x.shape[-2:]) if attr.dim() == 4 and attr.shape[0] == x.shape[0] else None
+    heat = attribution_to_rgb(attr, sign=sign, size=size)
+    inputs = overlay(x, torch.zeros_like(heat), alpha=0.0) if x.dim() == 4 else heat
+    blended = overlay(x, heat, alpha=0.5) if x.dim() == 4 else heat
+    inputs, heat, blended = (enlarge(t, min_size) for t in (inputs, heat, blended))
+    grid = make_grid(torch.cat([inputs, heat, blended]), nrow=len(heat), padding=2, pad_value=1.0)
+    return {"heatmaps": heat, "overlays": blended, "grid": grid}

@@ -25,7 +25,6 @@ import torch
 
 try:
     from lightning.pytorch import Callback, LightningModule, Trainer
-    from lightning.pytorch.loggers import TensorBoardLogger
 except ImportError as exc:  # pragma: no cover - exercised by a test with Lightning hidden
     raise ImportError(
         "foxcem.integrations.lightning.callback needs PyTorch Lightning, which is not installed: "
@@ -42,6 +41,8 @@ from foxcem.core.checks import (
 from foxcem.core.explainer import Explainer, split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import resolve_explainer
+from foxcem.integrations.lightning.image_logging import log_images
+from foxcem.viz.images import SIGNS, explanation_images, to_uint8
 
 __all__ = ["ExplanationCallback"]
 
@@ -155,8 +156,6 @@ class ExplanationCallback(Callback):
         self.use_labels = bool(use_labels)
         self.batch_transform = batch_transform or _default_batch_transform
         self.get_model = get_model
-        from foxcem.viz import SIGNS
-
         self.sign = check_choice(sign, "sign", SIGNS)
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.tag = tag or f"explanations/{self.name}"
@@ -267,7 +266,7 @@ class ExplanationCallback(Callback):
             pl_module.log(
                 f"{self.tag}/{name}", value, on_step=False, on_epoch=True, rank_zero_only=True
             )
-        images = self._images(x, attributions)
+        images = explanation_images(x, attributions, sign=self.sign, min_size=self.min_image_size)
         if self.log_images:
             self._log_images(trainer, images, step)
         png_dir = None
@@ -306,54 +305,12 @@ class ExplanationCallback(Callback):
 
     # -- images -----------------------------------------------------------------------------
 
-    def _images(self, x: torch.Tensor, attributions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``heatmaps`` (N, 3, H, W), ``overlays`` (N, 3, H, W) and the ``grid`` (3, H', W'):
-        inputs, heatmaps and overlays in three rows, all float in [0, 1] on the CPU."""
-        from torchvision.utils import make_grid
-
-        from foxcem.viz import attribution_to_rgb, enlarge, overlay
-
-        x = x.detach().float().cpu()
-        attr = attributions.detach().float().cpu()
-        size = tuple(x.shape[-2:]) if attr.dim() == 4 and attr.shape[0] == x.shape[0] else None
-        heat = attribution_to_rgb(attr, sign=self.sign, size=size)
-        inputs = overlay(x, torch.zeros_like(heat), alpha=0.0) if x.dim() == 4 else heat
-        blended = overlay(x, heat, alpha=0.5) if x.dim() == 4 else heat
-        inputs, heat, blended = (enlarge(t, self.min_image_size) for t in (inputs, heat, blended))
-        grid = make_grid(
-            torch.cat([inputs, heat, blended]), nrow=len(heat), padding=2, pad_value=1.0
-        )
-        return {"heatmaps": heat, "overlays": blended, "grid": grid}
-
     def _log_images(self, trainer: Trainer, images: Mapping[str, torch.Tensor], step: int) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                experiment = logger.experiment
-                experiment.add_image(self.tag, images["grid"], global_step=step)
-                experiment.add_images(
-                    f"{self.tag}/heatmaps", images["heatmaps"], global_step=step, dataformats="NCHW"
-                )
-            elif callable(getattr(logger, "log_image", None)):
-                grid = images["grid"].permute(1, 2, 0).numpy()
-                try:
-                    logger.log_image(key=self.tag, images=[grid], step=step)
-                except TypeError as exc:
-                    self._warn_once(
-                        type(logger).__name__,
-                        f"ExplanationCallback: {type(logger).__name__}.log_image failed ({exc}); "
-                        "its images are skipped",
-                    )
-            else:
-                self._warn_once(
-                    type(logger).__name__,
-                    f"ExplanationCallback: {type(logger).__name__} cannot log images; they are "
-                    "skipped (the PNGs are still saved)",
-                )
+        for logger_name, problem in log_images(trainer.loggers, self.tag, images, step):
+            self._warn_once(logger_name, f"ExplanationCallback: {problem}")
 
     def _save_pngs(self, images: Mapping[str, torch.Tensor], epoch: int, step: int) -> Path:
         from torchvision.io import write_png
-
-        from foxcem.viz import to_uint8
 
         root = self._resolved_dir or Path("explanations")
         folder = root / re.sub(r"[^A-Za-z0-9._=-]+", "_", self.name) / f"epoch={epoch}-step={step}"
