@@ -51,6 +51,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     ),
     **{f"foxcem.explainers.{name}": (f"foxcem.attribution.{name}",) for name in _METHODS},
     "foxcem.visualization": ("foxcem.viz",),
+    "foxcem.cem.gradients": ("foxcem.cem.gradient_source", "foxcem.cem.urv"),
     "foxcem.dataset": (
         "foxcem.io.shards",
         "foxcem.io.datasets",

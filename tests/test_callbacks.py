@@ -305,4 +305,7 @@ def test_callbacks_without_lightning_name_the_extra(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ImportError, match=r"pip install 'foxcem\[lightning\]'"):
         importlib.import_module("foxcem.integrations.lightning.callback")
     monkeypatch.undo()
-    assert sys.modules["foxcem.integrations.lightning.callback"].ExplanationCallback is ExplanationCallback
+    assert (
+        sys.modules["foxcem.integrations.lightning.callback"].ExplanationCallback
+        is ExplanationCallback
+    )

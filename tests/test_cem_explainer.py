@@ -37,9 +37,9 @@ def test_pn_flips_the_prediction(
     assert pn.shape == images.shape and pn.dtype == images.dtype
     flipped = _predict(digits_model, images + pn) != _predict(digits_model, images)
     assert flipped.float().mean() >= min_rate, f"{flipped.float().mean():.2f}"
-    # x + δ stays in each image's own value range
-    lo = images.flatten(1).min(1).values[:, None, None, None]
-    hi = images.flatten(1).max(1).values[:, None, None, None]
+    # x + δ stays in the batch's value range (the default feature range), and ink is only added
+    lo, hi = images.min(), images.max()
+    assert (pn >= 0).all()
     assert ((images + pn) >= lo - 1e-6).all() and ((images + pn) <= hi + 1e-6).all()
     assert (pn.flatten(1).abs().sum(1) < images.flatten(1).abs().sum(1)).all()
 

@@ -155,7 +155,9 @@ def test_one_forward_pass_when_it_fits_and_chunks_give_the_same_estimate(two_sid
     q, n = 30, x.shape[0]
     rows = (2 * q if two_sided else q + 1) * n
     counting.calls.clear()
-    one = URVGradientEstimator(loss, num_directions=q, two_sided=two_sided, seed=7)(delta)
+    one = URVGradientEstimator(
+        loss, num_directions=q, two_sided=two_sided, batch_size=None, seed=7
+    )(delta)
     assert counting.calls == [rows]  # every sample × direction (and F(δ)) in one forward pass
     for batch_size in (rows, 7, 64):
         counting.calls.clear()

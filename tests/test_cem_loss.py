@@ -43,7 +43,8 @@ def test_values_match_direct_computation(mode: str, smooth: bool) -> None:
     loss = CEMLoss(model, x, mode=mode, c=c, K=0.3, smooth=smooth)
     delta = 0.3 * torch.randn(N, 2, 3, 3, generator=torch.Generator().manual_seed(2))
     t = model(x).argmax(1)
-    inputs = delta if mode == "PP" else x + delta
+    # PP: the model sees the no-information value (default: the batch's minimum) plus δ
+    inputs = x.min() + delta if mode == "PP" else x + delta
     expected, a = _manual(model, inputs, t, mode, 0.3, c, smooth=smooth)
     torch.testing.assert_close(loss(delta), expected)
     torch.testing.assert_close(loss.attack(delta), a)
@@ -88,7 +89,7 @@ def test_autoencoder_term() -> None:
     for mode in ("PP", "PN"):
         plain = CEMLoss(model, x, mode=mode)
         with_ae = CEMLoss(model, x, mode=mode, gamma=0.7, AE=ae)
-        v = delta if mode == "PP" else x + delta
+        v = x.min() + delta if mode == "PP" else x + delta
         extra = 0.7 * (v - ae(v)).pow(2).flatten(1).sum(1)
         torch.testing.assert_close(with_ae(delta), plain(delta) + extra)
 
@@ -115,21 +116,25 @@ def test_leading_dims_and_sample_subsets() -> None:
 def test_default_bounds_and_start() -> None:
     model = _model()
     x = _x() - 0.3  # some negative entries
+    v = x.min()  # the no-information value: the feature range's lower end, the batch's minimum
     pp = CEMLoss(model, x, mode="PP")
-    torch.testing.assert_close(pp.lower, torch.clamp(x, max=0))
-    torch.testing.assert_close(pp.upper, torch.clamp(x, min=0))
-    torch.testing.assert_close(pp.start(), x)
+    torch.testing.assert_close(pp.lower, torch.clamp(x - v, max=0))
+    torch.testing.assert_close(pp.upper, torch.clamp(x - v, min=0))
+    torch.testing.assert_close(pp.start(), x - v)
     pn = CEMLoss(model, x, mode="PN")
-    lo = x.flatten(1).min(1).values[:, None, None, None]
-    hi = x.flatten(1).max(1).values[:, None, None, None]
-    torch.testing.assert_close(x + pn.lower, lo.expand_as(x))
-    torch.testing.assert_close(x + pn.upper, hi.expand_as(x))
+    # PN moves away from v (up) and stays inside the batch's range
+    torch.testing.assert_close(pn.lower, torch.zeros_like(x))
+    torch.testing.assert_close(x + pn.upper, x.max().expand_as(x))
     assert torch.equal(pn.start(), torch.zeros_like(x))
-    # each sample's bounds do not depend on the rest of the batch
-    alone = CEMLoss(model, x[2:3], mode="PN")
-    torch.testing.assert_close(alone.lower, pn.lower[2:3])
-    # feature_range, per channel; add-only
-    ranged = CEMLoss(model, x, mode="PN", feature_range=(torch.tensor([-1.0, 0.0]), 2.0))
+    # with the data's range given, a sample's bounds do not depend on the rest of the batch
+    ranged = CEMLoss(model, x, mode="PN", feature_range=(-0.3, 0.7))
+    alone = CEMLoss(model, x[2:3], mode="PN", feature_range=(-0.3, 0.7))
+    torch.testing.assert_close(alone.upper, ranged.upper[2:3])
+    torch.testing.assert_close(alone.lower, ranged.lower[2:3])
+    # feature_range, per channel (both ways: no no-information value); add-only
+    ranged = CEMLoss(
+        model, x, mode="PN", feature_range=(torch.tensor([-1.0, 0.0]), 2.0), no_info_value=None
+    )
     torch.testing.assert_close((x + ranged.lower)[:, 0], torch.full_like(x[:, 0], -1.0))
     torch.testing.assert_close((x + ranged.lower)[:, 1], torch.zeros_like(x[:, 1]))
     add = CEMLoss(model, x, mode="PN", add_only=True)
@@ -197,7 +202,7 @@ def test_validation_errors_name_the_argument() -> None:
     with pytest.raises(ValueError, match="K"):
         CEMLoss(model, x, K=-1.0)
     with pytest.raises(ValueError, match="feature_range"):
-        CEMLoss(model, x, mode="PP", feature_range=(0.0, 1.0))
+        CEMLoss(model, x, mode="PP", feature_range=(1.0, 0.0))
     with pytest.raises(ValueError, match="`x`"):
         CEMLoss(model, torch.zeros(5))
     with pytest.raises(TypeError, match="model"):

@@ -171,9 +171,7 @@ def test_visualization_module_needs_no_matplotlib(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    spec = importlib.util.spec_from_file_location(
-        "_foxcem_visualization_copy", foxcem.viz.__file__
-    )
+    spec = importlib.util.spec_from_file_location("_foxcem_visualization_copy", foxcem.viz.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     heat = module.attribution_to_rgb(torch.randn(2, 1, 4, 4), sign="all")

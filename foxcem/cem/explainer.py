@@ -6,28 +6,21 @@ from typing import Any, Optional, Union
 
 import torch
 
+from foxcem.cem.defaults import MODE_DEFAULTS
 from foxcem.cem.generator import Callback, ExplanationGenerator
-from foxcem.cem.gradients import AutogradGradient, URVGradientEstimator
+from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
-from foxcem.core.checks import TargetLike, check_choice, model_device
+from foxcem.cem.urv import URVGradientEstimator
+from foxcem.core.checks import TargetLike, check_choice, check_positive_int
 from foxcem.core.explainer import Explainer
 from foxcem.core.registry import register_explainer
+from foxcem.core.seeding import check_seed, fresh_seed
 
-__all__ = ["CEMExplainer"]
+__all__ = ["CEMExplainer", "MODE_DEFAULTS"]
 
 GRADIENTS = {"autograd": AutogradGradient, "urv": URVGradientEstimator}
 OPTIMIZERS = {"aoexpgrad": AoExpGrad, "adaexpgrad": AdaExpGrad}
-
-#: Defaults per mode. l1 = l2 = 0.5, η = 1 are the older library's optimizer defaults; on the
-#: digits CNN (logits, inputs in [0, 1]) they flip (PN) / keep (PP) the prediction of every one of
-#: 32 test digits in 60-300 iterations with autograd or URV gradients, using about a third of the
-#: pixels. l1 ≥ 2 starts losing PP successes there. κ is the logit margin asked for: 5 for a
-#: clear flip, 2 for a PP that keeps the class without needing most of the digit.
-MODE_DEFAULTS: dict[str, dict[str, float]] = {
-    "PN": {"c": 1.0, "K": 5.0, "l1": 0.5, "l2": 0.5, "eta": 1.0},
-    "PP": {"c": 1.0, "K": 2.0, "l1": 0.5, "l2": 0.5, "eta": 1.0},
-}
 
 
 @register_explainer("cem")
@@ -36,15 +29,19 @@ class CEMExplainer(Explainer):
 
     ``calculate_features(model, x, pred_label_idx=None, mode="PN", ...)`` returns δ with the
     shape of ``x``: for PN the perturbation that, added to x, changes the prediction away from the
-    explained class; for PP the sparse part of x (0 ≤ δ ≤ x elementwise by default) that alone
-    keeps the prediction. The explained class is ``pred_label_idx`` (``None``: the prediction).
+    explained class, adding only what x lacks (moving features away from the no-information value,
+    black for images); for PP the sparse part of x that alone keeps the prediction. The explained
+    class is ``pred_label_idx`` (``None``: the prediction).
 
-    The optimisation (:class:`ExplanationGenerator`) minimises, per sample,
+    The optimisation (:class:`~foxcem.cem.ExplanationGenerator`) minimises, per sample,
     ``CEMLoss(δ) + l1·‖δ‖₁ + (l2/2)·‖δ‖²₂`` with AoExpGrad (or AdaExpGrad), using the exact
-    gradient (``gradient="autograd"``) or the batched black-box URV estimate (``"urv"``). All
-    randomness comes from a ``torch.Generator`` on the input's device seeded with ``seed``, so a
-    call is reproducible. The model is in eval mode during the call and left exactly as it was.
-    Details of the last call (loss/attack/success per sample, histories) are kept in
+    gradient (``gradient="autograd"``) or the batched black-box URV estimate (``"urv"``), in
+    ``c_steps`` rounds of a per-sample search over c, and returns per sample the feasible δ (the
+    attack holds with margin κ) with the smallest regulariser. A sample without one is reported:
+    ``explainer.meta_data["found"]`` is False for it and a warning says how many — its δ is not an
+    explanation. Randomness is counter-based and seeded (``seed``), so a call is reproducible. The
+    model is in eval mode during the call and left exactly as it was. Details of the last call
+    (found/loss/attack/success per sample, c, histories, model calls) are in
     ``explainer.meta_data``.
     """
 
@@ -62,7 +59,8 @@ class CEMExplainer(Explainer):
         mode: str = "PN",
         gradient: str = "autograd",
         optimizer: str = "aoexpgrad",
-        num_iter: int = 300,
+        num_iter: Optional[int] = None,
+        c_steps: Optional[int] = None,
         c: Union[float, torch.Tensor, None] = None,
         gamma: float = 0.0,
         K: Optional[float] = None,
@@ -71,42 +69,38 @@ class CEMExplainer(Explainer):
         lower: Union[float, torch.Tensor, None] = None,
         upper: Union[float, torch.Tensor, None] = None,
         feature_range: Optional[tuple[Any, Any]] = None,
+        no_info_value: Any = "min",
         add_only: bool = False,
         channels_first: bool = True,
         smooth: bool = False,
         l1: Optional[float] = None,
         l2: Optional[float] = None,
         eta: Optional[float] = None,
+        zero_tol: float = 1e-3,
         num_directions: int = 100,
         mu: Optional[float] = None,
-        batch_size: Optional[int] = None,
-        two_sided: bool = False,
+        batch_size: Union[int, str, None] = "auto",
+        two_sided: Union[bool, str] = "auto",
         seed: Optional[int] = 0,
-        device: Union[str, torch.device, None] = None,
         start_noise: float = 0.0,
         save_freq: Optional[int] = None,
         early_stop: bool = False,
-        keep_best: bool = False,
+        keep_best: bool = True,
         history: bool = True,
         progress: bool = False,
         callback: Optional[Callback] = None,
         verbose: Union[bool, int] = False,
+        device: Union[str, torch.device, None] = None,
     ) -> ExplanationGenerator:
-        """The configured :class:`ExplanationGenerator` (see :meth:`calculate_features`).
-
-        ``device`` is where the seeded generators live (default: the model's device, or CPU).
-        """
+        """The configured :class:`~foxcem.cem.ExplanationGenerator` (see
+        :meth:`calculate_features`). ``device`` is where the start noise is drawn (default:
+        the CPU; ``calculate_features`` uses the input's device)."""
         mode = check_mode(mode)
         check_choice(gradient, "gradient", list(GRADIENTS))
         check_choice(optimizer, "optimizer", list(OPTIMIZERS))
         defaults = MODE_DEFAULTS[mode]
-        if seed is None:  # derived from torch's global RNG state (forked: the stream is untouched)
-            seed = int(torch.randint(0, 2**62, (1,)))
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}")
-        if device is None:
-            device = model_device(model) or torch.device("cpu")
-        device = torch.device(device)
+        seed = fresh_seed() if check_seed(seed) is None else seed
+        assert seed is not None
         loss_kwargs: dict[str, Any] = dict(
             mode=mode,
             c=defaults["c"] if c is None else c,
@@ -118,15 +112,15 @@ class CEMExplainer(Explainer):
             upper=upper,
             channels_first=channels_first,
             smooth=smooth,
+            feature_range=feature_range,
+            no_info_value=no_info_value,
+            add_only=add_only,
         )
-        if mode == "PN":
-            loss_kwargs.update(feature_range=feature_range, add_only=add_only)
-        elif feature_range is not None or add_only:
-            raise ValueError("`feature_range` and `add_only` apply to mode='PN' only")
         optimizer_kwargs = dict(
             eta=defaults["eta"] if eta is None else eta,
             l1=defaults["l1"] if l1 is None else l1,
             l2=defaults["l2"] if l2 is None else l2,
+            zero_tol=zero_tol,
         )
         gradient_kwargs: dict[str, Any] = {}
         if gradient == "urv":
@@ -135,8 +129,9 @@ class CEMExplainer(Explainer):
                 mu=mu,
                 batch_size=batch_size,
                 two_sided=two_sided,
-                generator=torch.Generator(device=device).manual_seed(seed),
+                seed=seed,
             )
+        device = torch.device(device) if device is not None else torch.device("cpu")
         return ExplanationGenerator(
             loss=CEMLoss,
             optimizer=OPTIMIZERS[optimizer],
@@ -144,7 +139,12 @@ class CEMExplainer(Explainer):
             loss_kwargs=loss_kwargs,
             optimizer_kwargs=optimizer_kwargs,
             gradient_kwargs=gradient_kwargs,
-            num_iter=num_iter,
+            num_iter=check_positive_int(
+                int(defaults["num_iter"]) if num_iter is None else num_iter, "num_iter"
+            ),
+            c_steps=check_positive_int(
+                int(defaults["c_steps"]) if c_steps is None else c_steps, "c_steps"
+            ),
             save_freq=save_freq,
             verbose=verbose,
             early_stop=early_stop,
@@ -173,26 +173,30 @@ class CEMExplainer(Explainer):
             mode: ``"PN"`` (default) or ``"PP"``.
             gradient: ``"autograd"`` (default, white box) or ``"urv"`` (black box, batched).
             optimizer: ``"aoexpgrad"`` (default) or ``"adaexpgrad"``.
-            num_iter: optimizer steps (default 300).
-            c, K: attack weight (float or (N,) tensor) and confidence κ; defaults per mode
-                (:data:`MODE_DEFAULTS`).
+            num_iter, c_steps: optimizer steps per round and rounds of the c search; defaults
+                per mode (:data:`~foxcem.cem.defaults.MODE_DEFAULTS`).
+            c, K: the first c of the search (float or (N,) tensor) and the confidence κ;
+                defaults per mode.
             gamma, AE: autoencoder term weight and autoencoder (default: none).
             pn_target: PN only: the class to move towards.
-            lower, upper: bounds on δ (defaults: PP 0 ≤ δ ≤ x; PN x + δ in ``feature_range``).
-            feature_range: PN only: (lo, hi) of valid input values (default: each sample's own
-                min and max).
+            lower, upper: bounds on δ replacing the defaults (:mod:`foxcem.cem.bounds`).
+            feature_range: (lo, hi) of valid input values (default: the batch's min and max).
+            no_info_value: the value that carries no information (default ``"min"``: the
+                feature range's lower end; a number; a tensor; ``None``: PN may move features
+                either way).
             add_only: PN only: δ ≥ 0.
             channels_first: False for (N, H, W, C) inputs; the model is called in that layout.
             smooth: smooth hinge.
             l1, l2, eta: regulariser weights l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ and step scale; defaults
                 per mode.
-            num_directions, mu, batch_size, two_sided: URV settings (q = 100, μ_t = 1/√(t·d),
-                no row limit per model call, one-sided).
-            seed: seeds the generators on the input's device (default 0; ``None``: derived from
-                torch's global RNG state, which the call leaves unchanged).
+            zero_tol: entries of δ below this fraction of the bounds' magnitude are exactly 0.
+            num_directions, mu, batch_size, two_sided: URV settings (see
+                :class:`~foxcem.cem.URVGradientEstimator`).
+            seed: seeds all randomness (default 0; ``None``: fresh randomness on every call).
             start_noise: PN only: std of a Gaussian start (default 0: zeros).
-            save_freq, early_stop, keep_best, history, progress, callback, verbose: see
-                :class:`ExplanationGenerator`.
+            keep_best: return the best feasible iterate (default True; False: the last one).
+            save_freq, early_stop, history, progress, callback, verbose: see
+                :class:`~foxcem.cem.ExplanationGenerator`.
 
         Returns:
             δ, a detached tensor of the input's shape and dtype.

@@ -1,58 +1,90 @@
-"""ExplanationGenerator: the optimisation loop composing a loss, an optimizer and a gradient."""
+"""ExplanationGenerator: the optimisation loop composing a loss, an optimizer and a gradient source.
+
+It reads like a PyTorch training loop — ``zero_grad``, the gradient source fills ``.grad``,
+``step`` — run in rounds of a per-sample search over c (:mod:`foxcem.cem.search`), remembering the
+best feasible iterate (:mod:`foxcem.cem.tracking`). Each iterate is judged by the evaluation the
+gradient source made at it anyway, so knowing how good δ is costs no extra model call.
+"""
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
 import torch
 
-from foxcem.cem.gradients import URVGradientEstimator
-from foxcem.cem.loss import CEMLoss
+from foxcem.cem.loss import CEMEvaluation, CEMLoss
 from foxcem.cem.optimizers import AoExpGrad
-from foxcem.core.checks import TargetLike, check_positive_int
+from foxcem.cem.search import CSearch
+from foxcem.cem.tracking import BestIterate, History, merge, plain_evaluation
+from foxcem.cem.urv import URVGradientEstimator
+from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
 from foxcem.core.progress import progress_bar
 
-__all__ = ["ExplanationGenerator"]
+__all__ = ["ExplanationGenerator", "Callback"]
 
 #: ``callback(iteration, info)``; ``info`` holds (N,) tensors ``loss``, ``attack``, ``success``,
 #: ``l1``, ``l2``, ``active`` and the current explanation ``delta`` (N, …). Return True to stop.
 Callback = Callable[[int, dict[str, Any]], Optional[bool]]
 
 
+class _Round:
+    """The state of one round of optimisation (one value of c per sample)."""
+
+    def __init__(self, param: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        n = param.shape[0]
+        self.param, self.opt = param, opt
+        self.active = torch.ones(n, dtype=torch.bool, device=param.device)
+        self.index: Optional[torch.Tensor] = None  # the rows sent to the gradient (None: all)
+        self.evaluation: Optional[CEMEvaluation] = None
+        self.previous = param.detach().clone()
+        #: whether the attack term has been active (a > −κ) at some iterate of the round.
+        self.engaged = torch.zeros(n, dtype=torch.bool, device=param.device)
+
+    def output(self) -> torch.Tensor:
+        output = getattr(self.opt, "output", None)
+        return output(self.param) if callable(output) else self.param.detach().clone()
+
+
 class ExplanationGenerator:
     """Run a CEM optimisation: ``savepoints, meta_data = generator.run(image=x, inference_call=f)``.
 
-    Each iteration computes the gradient at the optimizer's current point, writes it into
-    ``delta.grad`` and steps; the explanation is the optimizer's averaged iterate
-    (``optimizer.output``).
-
     Args:
         loss: the loss class, called as ``loss(inference_call, image, **loss_kwargs)``
-            (:class:`CEMLoss`).
-        optimizer: the optimizer class, called as ``optimizer([delta], **optimizer_kwargs)``;
-            ``lower``/``upper`` default to the loss's bounds (:class:`AoExpGrad`).
-        gradient: the gradient class, called as ``gradient(loss, **gradient_kwargs)``
-            (:class:`URVGradientEstimator`; :class:`AutogradGradient` for white-box models).
+            (:class:`~foxcem.cem.CEMLoss`).
+        optimizer: any ``torch.optim.Optimizer`` class, called as
+            ``optimizer([delta], **optimizer_kwargs)`` (:class:`~foxcem.cem.AoExpGrad`). The
+            loss's bounds are passed as ``lower``/``upper`` when the optimizer takes them, and
+            enforced by projection after every step in any case; ``output()`` gives the
+            explanation when the optimizer has it (else δ itself).
+        gradient: the gradient-source class, called as ``gradient(loss, **gradient_kwargs)``
+            (:class:`~foxcem.cem.URVGradientEstimator`; :class:`~foxcem.cem.AutogradGradient`
+            for white-box models; any :class:`~foxcem.cem.GradientSource`).
         loss_kwargs, optimizer_kwargs, gradient_kwargs: their keyword arguments.
-        num_iter: number of optimizer steps.
+        num_iter: optimizer steps per round.
         save_freq: ``None`` keeps only the final explanation. An int k keeps the start value under
-            key ``"1"``, the explanation after every k-th iteration (k ≥ 2) and the final one.
+            key ``"1"``, the explanation after every k-th iteration (k ≥ 2) and the final one
+            (keys count iterations across rounds).
         verbose: print the mean loss, ‖δ‖₁, ‖δ‖²₂ and success rate as it goes: ``True`` every
             ``num_iter // 10`` iterations, an int k every k iterations.
         early_stop: freeze a sample once its attack term reached −κ and its explanation changed
-            by at most ``early_stop_tol`` (max-abs) in the last iteration; stop when all are
-            frozen (checked every ``early_stop_check`` iterations, the only host sync).
-        early_stop_tol: the change tolerance for ``early_stop``.
-        early_stop_check: how often to check whether every sample is frozen.
-        keep_best: return, per sample, the successful iterate with the smallest regulariser
-            l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ seen (the last iterate where none succeeded).
-        history: record per-sample loss, attack, ‖δ‖₁, ‖δ‖²₂ and success every iteration (one
-            extra forward of the N explanations per iteration).
+            by at most ``early_stop_tol`` (max-abs) in the last iteration (frozen samples leave
+            the model calls); a round ends when all are frozen (checked every
+            ``early_stop_check`` iterations, the only host sync).
+        early_stop_tol, early_stop_check: see ``early_stop``.
+        keep_best: return, per sample, the feasible iterate (the attack holds with margin κ) with
+            the smallest regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ seen in any round (l1, l2 of the
+            optimizer; 1 and 0 for one without them). A sample without any is returned as its
+            last iterate with ``meta_data["found"]`` False, and a warning says how many.
+        history: record per-sample loss, attack, ‖δ‖₁, ‖δ‖²₂ and success of every iterate.
         progress: show a tqdm progress bar.
         callback: called every iteration, see :data:`Callback`.
         start_noise: PN only: standard deviation of the Gaussian start (0: start at zeros).
         generator: ``torch.Generator`` on the input's device for the start noise.
+        c_steps: rounds of the per-sample search over c (1: no search); each round restarts
+            from δ₀. Needs a loss with ``set_c`` (as :class:`~foxcem.cem.CEMLoss`).
     """
 
     def __init__(
@@ -75,13 +107,12 @@ class ExplanationGenerator:
         callback: Optional[Callback] = None,
         start_noise: float = 0.0,
         generator: Optional[torch.Generator] = None,
+        c_steps: int = 1,
     ) -> None:
         for name, cls in (("loss", loss), ("optimizer", optimizer), ("gradient", gradient)):
             if not callable(cls):
                 raise TypeError(f"`{name}` must be a class (callable), got {type(cls).__name__}")
-        self.loss = loss
-        self.optimizer = optimizer
-        self.gradient = gradient
+        self.loss, self.optimizer, self.gradient = loss, optimizer, gradient
         self.loss_kwargs = dict(loss_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         self.gradient_kwargs = dict(gradient_kwargs or {})
@@ -92,9 +123,7 @@ class ExplanationGenerator:
         else:
             self.verbose_every = check_positive_int(verbose, "verbose")
         self.early_stop = bool(early_stop)
-        if not early_stop_tol >= 0:
-            raise ValueError(f"`early_stop_tol` must be >= 0, got {early_stop_tol}")
-        self.early_stop_tol = float(early_stop_tol)
+        self.early_stop_tol = check_finite_float(early_stop_tol, "early_stop_tol", minimum=0.0)
         self.early_stop_check = check_positive_int(early_stop_check, "early_stop_check")
         self.keep_best = bool(keep_best)
         self.history = bool(history)
@@ -102,19 +131,35 @@ class ExplanationGenerator:
         if callback is not None and not callable(callback):
             raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
         self.callback = callback
-        if not start_noise >= 0:
-            raise ValueError(f"`start_noise` must be >= 0, got {start_noise}")
-        self.start_noise = float(start_noise)
+        self.start_noise = check_finite_float(start_noise, "start_noise", minimum=0.0)
         self.generator = generator
+        self.c_steps = check_positive_int(c_steps, "c_steps")
 
-    def _regulariser(
-        self, opt: torch.optim.Optimizer, l1n: torch.Tensor, l2n: torch.Tensor
-    ) -> torch.Tensor:
-        """l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ per sample, from the norms ``l1n`` = ‖δ‖₁ and ``l2n`` = ‖δ‖²₂."""
+    # ------------------------------------------------------------------------------ helpers
+    def _make_optimizer(self, param: torch.Tensor, loss: Any) -> torch.optim.Optimizer:
+        kwargs = dict(self.optimizer_kwargs)
+        try:
+            accepted = inspect.signature(self.optimizer).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        for key in ("lower", "upper"):
+            if key in accepted and key not in kwargs and hasattr(loss, key):
+                kwargs[key] = getattr(loss, key)
+        return self.optimizer([param], **kwargs)
+
+    def _weights(self, opt: torch.optim.Optimizer) -> tuple[float, float]:
         group = opt.param_groups[0]
-        l1, l2 = float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
-        return l1 * l1n + 0.5 * l2 * l2n
+        if "l1" in group or "l2" in group:
+            return float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
+        return 1.0, 0.0
 
+    @staticmethod
+    def _as_evaluation(value: Any) -> Optional[CEMEvaluation]:
+        if value is None or isinstance(value, CEMEvaluation):
+            return value
+        return plain_evaluation(value)
+
+    # ------------------------------------------------------------------------------ run
     def run(
         self,
         image: torch.Tensor,
@@ -139,156 +184,186 @@ class ExplanationGenerator:
             ``loss_history``, ``attack_history``, ``l1_history``, ``l2_history`` (T, N) float and
             ``success_history`` (T, N) bool (when ``history``), ``loss``, ``attack``,
             ``success`` (N,) of the result, ``iterations`` (N,) steps taken per sample,
-            ``best_found`` (N,) bool (with ``keep_best``), and ``num_iter`` (iterations run).
+            ``num_iter`` (iterations run, all rounds), ``c`` (N,) of the last round,
+            ``model_calls``, and with ``keep_best`` ``found`` (N,) bool (also as ``best_found``).
         """
         loss_kwargs = dict(self.loss_kwargs)
         if target is not None:
             loss_kwargs["target"] = target
         loss = self.loss(inference_call, image, **loss_kwargs)
         gradient = self.gradient(loss, **self.gradient_kwargs)
+        if not callable(gradient):
+            raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
         if hasattr(loss, "start"):
-            if getattr(loss, "mode", None) == "PN" and self.start_noise > 0:
-                delta0 = loss.start(noise_std=self.start_noise, generator=self.generator)
-            else:
-                delta0 = loss.start()
+            pn_noise = getattr(loss, "mode", None) == "PN" and self.start_noise > 0
+            delta0 = (
+                loss.start(noise_std=self.start_noise, generator=self.generator)
+                if pn_noise
+                else loss.start()
+            ).detach()
         else:
             delta0 = torch.zeros_like(image)
-        delta0 = delta0.detach()
-        opt_kwargs = dict(self.optimizer_kwargs)
-        for key in ("lower", "upper"):
-            if key not in opt_kwargs and hasattr(loss, key):
-                opt_kwargs[key] = getattr(loss, key)
-        param = delta0.clone()
-        opt = self.optimizer([param], **opt_kwargs)
-        evaluate = getattr(loss, "evaluate", None)
-        kappa = float(getattr(loss, "K", 0.0))
-        n = param.shape[0]
-        device = param.device
-
-        savepoints: OrderedDict[str, torch.Tensor] = OrderedDict()
+        feasible = getattr(loss, "feasible", None)
+        rounds = self.c_steps if hasattr(loss, "set_c") else 1
+        search = CSearch(loss.c) if rounds > 1 else None
+        self._loss, self._gradient, self._calls = loss, gradient, 0
+        self._bar = progress_bar(rounds * self.num_iter, "CEM", enabled=self.progress)
+        self._history = History(self.history)
+        self._savepoints: OrderedDict[str, torch.Tensor] = OrderedDict()
         if self.save_freq is not None:
-            savepoints["1"] = delta0.clone()
+            self._savepoints["1"] = delta0.clone()
+        self._iterations = torch.zeros(delta0.shape[0], dtype=torch.long, device=delta0.device)
+        self._done = 0
+        best: Optional[BestIterate] = None
+        invalid = torch.zeros_like(self._iterations, dtype=torch.bool)
+        try:
+            for index in range(rounds):
+                if search is not None and index > 0:
+                    assert best is not None
+                    loss.set_c(search.update(best.found_this_round))
+                param = delta0.clone()
+                state = _Round(param, self._make_optimizer(param, loss))
+                if best is None and self.keep_best and feasible is not None:
+                    best = BestIterate(delta0, *self._weights(state.opt))
+                if best is not None:
+                    best.new_round()
+                stopped = self._run_round(state, best, feasible)
+                if callable(getattr(state.opt, "invalid", None)):
+                    invalid |= state.opt.invalid(param)  # type: ignore[attr-defined]
+                if stopped:
+                    break
+        finally:
+            self._bar.close()
+        return self._finish(state, best, invalid, meta_data)
+
+    def _evaluate(self, delta: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
+        """The loss at rows of δ through the gradient source's loss (one model call)."""
+        self._calls += 1
+        with torch.no_grad():
+            rows = delta if index is None else delta[index]
+            return self._as_evaluation(self._gradient.evaluate(rows, index))  # type: ignore[return-value]
+
+    def _run_round(self, state: _Round, best: Optional[BestIterate], feasible: Any) -> bool:
+        """Run one round; True when a callback asked to stop."""
         track = (
-            self.history or self.early_stop or self.keep_best
+            self._history.enabled or best is not None or self.early_stop
             or self.callback is not None or self.verbose_every > 0
         )  # fmt: skip
-        records: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("loss", "attack", "l1", "l2", "success")
-        }
-        active = torch.ones(n, dtype=torch.bool, device=device)
-        iterations = torch.zeros(n, dtype=torch.long, device=device)
-        best = delta0.clone() if self.keep_best else None
-        best_reg = torch.full((n,), float("inf"), device=device) if self.keep_best else None
-        best_found = torch.zeros(n, dtype=torch.bool, device=device)
-        previous = delta0.clone()
-        current = delta0.clone()
-        last_eval = None
-        iteration = 0
-        bar = progress_bar(self.num_iter, "CEM", enabled=self.progress)
-        try:
-            for iteration in range(1, self.num_iter + 1):
-                param.grad = gradient(param)
-                opt.step()
-                iterations += active.long()
-                current = opt.output(param)
-                stop = False
-                if track:
-                    last_eval = self._evaluate(loss, evaluate, current)
-                    ev_loss, ev_attack, ev_success = last_eval
-                    flat = current.reshape(n, -1)
-                    l1n = flat.abs().sum(dim=1)
-                    l2n = flat.pow(2).sum(dim=1)
-                    if self.history:
-                        for key, value in zip(
-                            ("loss", "attack", "l1", "l2", "success"),
-                            (ev_loss, ev_attack, l1n, l2n, ev_success),
-                        ):
-                            records[key].append(value)
-                    if self.keep_best:
-                        reg = self._regulariser(opt, l1n, l2n)
-                        better = ev_success & (reg < best_reg)
-                        best_reg = torch.where(better, reg, best_reg)
-                        mask = better.reshape((-1,) + (1,) * (current.dim() - 1))
-                        best = torch.where(mask, current, best)
-                        best_found |= better
-                    if self.early_stop:
-                        change = (current - previous).abs().reshape(n, -1).amax(dim=1)
-                        done = (ev_attack <= -kappa) & (change <= self.early_stop_tol)
-                        active = active & ~done
-                        if hasattr(opt, "set_active"):
-                            opt.set_active(active, param)
-                        if iteration % self.early_stop_check == 0 and not bool(active.any()):
-                            stop = True
-                    if self.callback is not None:
-                        info = {
-                            "delta": current, "loss": ev_loss, "attack": ev_attack,
-                            "success": ev_success, "l1": l1n, "l2": l2n, "active": active,
-                        }  # fmt: skip
-                        if self.callback(iteration, info):
-                            stop = True
-                    if self.verbose_every and iteration % self.verbose_every == 0:
-                        print(
-                            f"CEM iter {iteration}/{self.num_iter}: "
-                            f"loss {float(ev_loss.float().mean()):.4g}  "
-                            f"l1 {float(l1n.mean()):.4g}  l2 {float(l2n.mean()):.4g}  "
-                            f"success {float(ev_success.float().mean()):.2%}"
-                        )
-                previous = current
-                bar.update(1)
-                if stop:
-                    break
-                if (
-                    self.save_freq is not None
-                    and iteration % self.save_freq == 0
-                    and iteration != self.num_iter
-                    and iteration > 1
-                ):
-                    savepoints[str(iteration)] = current.clone()
-        finally:
-            bar.close()
+        takes_samples = getattr(self._gradient, "takes_samples", False)
+        for step in range(1, self.num_iter + 2):
+            last = step == self.num_iter + 1
+            index = state.index
+            if not last:
+                rows = state.param if index is None else state.param[index]
+                kwargs = {} if index is None else {"samples": index}
+                grad_rows = self._gradient(rows.detach(), **kwargs)
+                self._calls += int(getattr(self._gradient, "last_num_calls", 1))
+                seen = self._as_evaluation(getattr(self._gradient, "last_evaluation", None))
+            else:
+                seen = None
+            if track:
+                if seen is None:
+                    seen = self._evaluate(state.param.detach(), index)
+                state.evaluation = merge(state.evaluation, seen, index)
+                if best is not None:
+                    kappa = float(getattr(self._loss, "K", 0.0))
+                    state.engaged |= ~(state.evaluation.attack <= -kappa)
+                    best.offer(state.param, feasible(state.evaluation), state.engaged)
+                if step > 1 and self._after_step(state, step - 1):
+                    return True
+            if last:
+                return False
+            grad = grad_rows
+            if index is not None:
+                grad = torch.zeros_like(state.param).index_copy_(0, index, grad_rows)
+            state.opt.zero_grad()
+            state.param.grad = grad.to(state.param.dtype)
+            state.opt.step()
+            with torch.no_grad():
+                if hasattr(self._loss, "lower"):
+                    torch.maximum(state.param, self._loss.lower, out=state.param)
+                    torch.minimum(state.param, self._loss.upper, out=state.param)
+            self._iterations += state.active.long()
+            self._done += 1
+            self._bar.update(1)
+            self._save(state, self._done)
+            if self.early_stop and step % self.early_stop_check == 0:
+                if not bool(state.active.any()):
+                    return False
+                if takes_samples:
+                    state.index = state.active.nonzero().flatten()
+        return False
 
-        result = current
-        if self.keep_best and best is not None:
-            mask = best_found.reshape((-1,) + (1,) * (current.dim() - 1))
-            result = torch.where(mask, best, current)
-        savepoints[str(iteration)] = result.clone()
-        # Without keep_best the result is the iterate evaluated last in the loop (when tracked).
-        if last_eval is not None and not self.keep_best:
-            final = last_eval
-        else:
-            final = self._evaluate(loss, evaluate, result)
+    def _after_step(self, state: _Round, step: int) -> bool:
+        """Bookkeeping for the iterate after ``step`` (its evaluation is known); True: stop."""
+        assert state.evaluation is not None
+        current = state.param.detach()
+        record = History.describe(current, state.evaluation)
+        self._history.append(record)
+        if self.early_stop:
+            change = (current - state.previous).abs().reshape(len(current), -1).amax(dim=1)
+            kappa = float(getattr(self._loss, "K", 0.0))
+            done = (state.evaluation.attack <= -kappa) & (change <= self.early_stop_tol)
+            state.active = state.active & ~done
+            if hasattr(state.opt, "set_active"):
+                state.opt.set_active(state.active, state.param)
+        state.previous = current.clone()
+        stop = False
+        if self.callback is not None:
+            info = {"delta": current, **record, "active": state.active}
+            stop = bool(self.callback(self._done, info))
+        if self.verbose_every and self._done % self.verbose_every == 0:
+            print(
+                f"CEM iter {self._done}/{self.num_iter}: "
+                f"loss {float(record['loss'].float().mean()):.4g}  "
+                f"l1 {float(record['l1'].mean()):.4g}  l2 {float(record['l2'].mean()):.4g}  "
+                f"success {float(record['success'].float().mean()):.2%}"
+            )
+        return stop
 
+    def _save(self, state: _Round, done: int) -> None:
+        if self.save_freq is not None and done % self.save_freq == 0 and done > 1:
+            self._savepoints[str(done)] = state.output()
+
+    def _finish(
+        self,
+        state: _Round,
+        best: Optional[BestIterate],
+        invalid: torch.Tensor,
+        meta_data: Optional[dict[str, Any]],
+    ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
+        result = state.output()
         meta: dict[str, Any] = dict(meta_data or {})
-        if self.history and records["loss"]:
-            for key, values in records.items():
-                meta[f"{key}_history"] = torch.stack(values)
-        meta["loss"], meta["attack"], meta["success"] = final
-        meta["iterations"] = iterations
-        meta["num_iter"] = iteration
-        if self.keep_best:
-            meta["best_found"] = best_found
-        return savepoints, meta
-
-    @staticmethod
-    def _evaluate(
-        loss: Any, evaluate: Optional[Callable[..., Any]], delta: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, attack, success) per sample; attack/success are NaN/False for a plain loss."""
-        with torch.no_grad():
-            if evaluate is not None:
-                ev = evaluate(delta)
-                return ev.loss.detach(), ev.attack.detach(), ev.success
-            value = loss(delta).detach()
-        return (
-            value,
-            torch.full_like(value, float("nan")),
-            torch.zeros_like(value, dtype=torch.bool),
-        )
+        if best is not None:
+            found = best.found & ~invalid
+            mask = found.reshape((-1,) + (1,) * (result.dim() - 1))
+            result = torch.where(mask, best.delta.to(result.dtype), result)
+            meta["found"] = meta["best_found"] = found
+            missing = int((~found).sum())
+            if missing:
+                warnings.warn(
+                    f"CEM found no feasible explanation for {missing} of {len(found)} samples "
+                    "(meta_data['found'] is False for them; their δ is the last iterate, not an "
+                    "explanation): try more iterations, more c_steps, a larger c or a smaller K",
+                    stacklevel=3,
+                )
+        self._savepoints.pop(str(self._done), None)
+        self._savepoints[str(self._done)] = result.clone()
+        final = self._evaluate(result, None)
+        meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
+        self._history.to_meta(meta)
+        meta["iterations"] = self._iterations
+        meta["num_iter"] = self._done
+        meta["model_calls"] = self._calls
+        meta["invalid"] = invalid
+        if isinstance(getattr(self._loss, "c", None), torch.Tensor):
+            meta["c"] = self._loss.c.clone()
+        return self._savepoints, meta
 
     def __repr__(self) -> str:
+        name = lambda cls: getattr(cls, "__name__", cls)  # noqa: E731
         return (
-            f"ExplanationGenerator(loss={getattr(self.loss, '__name__', self.loss)}, "
-            f"optimizer={getattr(self.optimizer, '__name__', self.optimizer)}, "
-            f"gradient={getattr(self.gradient, '__name__', self.gradient)}, "
-            f"num_iter={self.num_iter}, save_freq={self.save_freq})"
+            f"ExplanationGenerator(loss={name(self.loss)}, optimizer={name(self.optimizer)}, "
+            f"gradient={name(self.gradient)}, num_iter={self.num_iter}, "
+            f"save_freq={self.save_freq}, c_steps={self.c_steps})"
         )

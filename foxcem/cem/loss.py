@@ -1,14 +1,15 @@
 """The CEM loss: one value per sample, for pertinent positives (PP) and negatives (PN).
 
 "Explanations based on the Missing: Towards Contrastive Explanations with
-Pertinent Negatives", NeurIPS 2018 (arXiv 1802.07623). With ``t`` the explained class and
-``top_other(p) = max_{i≠t} p_i``::
+Pertinent Negatives", NeurIPS 2018 (arXiv 1802.07623). With ``t`` the explained class,
+``top_other(p) = max_{i≠t} p_i`` and ``v`` the no-information value (:mod:`foxcem.cem.bounds`)::
 
-    PP: c·max(top_other(f(δ)) − f_t(δ), −κ)           + γ·‖δ − AE(δ)‖²₂
+    PP: c·max(top_other(f(v+δ)) − f_t(v+δ), −κ)       + γ·‖v+δ − AE(v+δ)‖²₂
     PN: c·max(f_t(x+δ) − top_other(f(x+δ)), −κ)       + γ·‖x+δ − AE(x+δ)‖²₂
 
 (with ``pn_target`` j, PN uses f_j instead of top_other). The elastic-net terms are not part of
-the loss: the optimizer applies them in its proximal step.
+the loss: the optimizer applies them in its proximal step. Scores are accumulated in float32 (or
+wider) whatever the model computes in, so half-precision models do not lose the loss's resolution.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ from typing import Callable, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from foxcem.core.checks import TargetLike, check_model, check_scores, check_target, check_tensor
+from foxcem.cem.bounds import (
+    BoundLike,
+    NoInfoLike,
+    bound_tensor,
+    default_bounds,
+    resolve_feature_range,
+    resolve_no_info_value,
+)
+from foxcem.core.checks import (
+    TargetLike,
+    check_finite_float,
+    check_model,
+    check_scores,
+    check_target,
+    check_tensor,
+)
 from foxcem.core.explainer import predict_scores
 
-__all__ = ["CEMLoss", "CEMEvaluation"]
+__all__ = ["CEMLoss", "CEMEvaluation", "check_mode", "MODES"]
 
 SampleIndex = Union[torch.Tensor, slice, None]
-BoundLike = Union[float, torch.Tensor, None]
 MODES = ("PP", "PN")
 
 
@@ -36,7 +51,7 @@ class CEMEvaluation(NamedTuple):
     loss: torch.Tensor
     #: the attack value ``a`` before the hinge (the loss is saturated when a ≤ −κ).
     attack: torch.Tensor
-    #: whether the explanation holds (PP: argmax f(δ) = t; PN: argmax f(x+δ) ≠ t, or = pn_target).
+    #: whether the explanation holds (PP: argmax f(v+δ) = t; PN: argmax f(x+δ) ≠ t, or = j).
     success: torch.Tensor
     #: argmax of the model's scores on the perturbed input.
     prediction: torch.Tensor
@@ -49,29 +64,8 @@ def check_mode(mode: object) -> str:
     return mode.upper()
 
 
-def _bound_tensor(
-    value: BoundLike, x: torch.Tensor, name: str, channel_dim: int
-) -> Optional[torch.Tensor]:
-    """A bound given as a scalar or a tensor broadcastable to ``x`` (N, …), expanded to x.shape.
-
-    A 1-D tensor with one value per channel (length C) is placed along the channel axis.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
-        raise TypeError(f"`{name}` must be a float or a tensor, got {type(value).__name__}")
-    bound = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    if bound.dim() == 1 and x.dim() > 2 and bound.shape[0] == x.shape[channel_dim] > 1:
-        shape = [1] * x.dim()
-        shape[channel_dim] = bound.shape[0]
-        bound = bound.reshape(shape)
-    try:
-        return torch.broadcast_to(bound, x.shape).clone()
-    except RuntimeError:
-        raise ValueError(
-            f"`{name}` must be a scalar or a tensor broadcastable to the input's shape "
-            f"{tuple(x.shape)}, got shape {tuple(bound.shape)}"
-        ) from None
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 class CEMLoss:
@@ -85,29 +79,30 @@ class CEMLoss:
             otherwise, or any (N, features…) tensor.
         mode: ``"PP"`` (pertinent positive: δ is the kept part of x) or ``"PN"`` (pertinent
             negative: δ is added to x).
-        c: weight of the attack term, a float or a (N,) tensor (one per sample, e.g. for a
-            bisection over c).
+        c: weight of the attack term, a float or a (N,) tensor (one per sample; the c search
+            changes it with :meth:`set_c`).
         gamma: weight of the autoencoder term (needs ``AE``).
         K: the confidence κ ≥ 0 of the hinge ``max(a, −κ)``.
         AE: optional autoencoder, a callable mapping (M, …) to (M, …) in the layout of ``x``.
         pn_target: PN only: the class j to move towards (int, (N,) tensor or list); the attack
             uses f_j instead of the top other class, and success means argmax = j.
         lower, upper: bounds on δ, a scalar or a tensor broadcastable to x (a length-C 1-D tensor
-            is taken per channel). Defaults: PP: δ between 0 and x elementwise (δ ⊆ x);
-            PN: x + δ inside ``feature_range``.
-        channels_first: whether the channel axis of ``x`` is dim 1 (True) or the last dim
-            (False). The model and the autoencoder are always called in the layout of ``x``
-            (channels-last models get channels-last tensors); the flag only places per-channel
-            bounds and ranges.
-        smooth: replace the hinge by its smooth version ``softplus(a + κ) − κ`` (computed
-            stably). With κ = 0 this is the seeds' ``softplus(a)``; for κ > 0 it keeps κ's
-            meaning, tending to −κ as a → −∞ like the hinge.
+            is taken per channel); they replace the defaults of :mod:`foxcem.cem.bounds`.
+        channels_first: whether the channel axis of ``x`` is dim 1 (True) or the last dim.
+            The model and the autoencoder are always called in the layout of ``x``; the flag
+            only places per-channel bounds and values.
+        smooth: replace the hinge by ``softplus(a + κ) − κ`` (computed stably).
         target: the explained class t per sample (int, (N,) tensor or list); ``None``: the
             model's prediction on x.
-        feature_range: PN only: ``(lo, hi)`` of valid input values, floats or tensors
-            broadcastable to x (per channel allowed). ``None``: each sample's own min and max,
-            so the bounds of a sample never depend on the rest of the batch.
+        feature_range: ``(lo, hi)`` of valid input values, floats or tensors broadcastable to x
+            (per channel allowed). ``None``: the batch's smallest and largest value.
         add_only: PN only: δ ≥ 0 (features can be added, never removed).
+        no_info_value: the value that carries no information: ``"min"`` (default, the feature
+            range's lower end: black for images), a number, or a tensor broadcastable to x (e.g.
+            :func:`~foxcem.cem.bounds.fit_no_info_value` of training data). PN moves features
+            away from it only; PP keeps part of ``x − v``. ``None``: PN moves either way inside
+            the feature range and PP keeps part of x itself (the behaviour before this value
+            existed).
 
     Calling the loss::
 
@@ -117,7 +112,8 @@ class CEMLoss:
 
     Raises:
         ValueError: naming the argument, for an unknown ``mode``, bounds of the wrong shape,
-            ``pn_target`` equal to the explained class, a model output that is not (N, classes).
+            ``pn_target`` equal to the explained class, a model output that is not (N, classes),
+            an autoencoder output of another shape than its input.
     """
 
     def __init__(
@@ -138,6 +134,7 @@ class CEMLoss:
         target: TargetLike = None,
         feature_range: Optional[tuple[BoundLike, BoundLike]] = None,
         add_only: bool = False,
+        no_info_value: NoInfoLike = "min",
     ) -> None:
         check_model(model)
         check_tensor(x, "x")
@@ -151,21 +148,16 @@ class CEMLoss:
         self.channels_first = bool(channels_first)
         self.channel_dim = 1 if self.channels_first else x.dim() - 1
         self.smooth = bool(smooth)
-        n = x.shape[0]
-
-        for name, value in (("gamma", gamma), ("K", K)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"`{name}` must be a float, got {type(value).__name__}")
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"`{name}` must be a finite float >= 0, got {value}")
-        self.gamma = float(gamma)
-        self.K = float(K)
+        self.gamma = check_finite_float(gamma, "gamma", minimum=0.0)
+        self.K = check_finite_float(K, "K", minimum=0.0)
         if AE is not None and not callable(AE):
             raise TypeError(f"`AE` must be callable, got {type(AE).__name__}")
         if self.gamma > 0 and AE is None:
             raise ValueError("`AE` is required when `gamma` > 0")
         self.AE = AE
-        self.c = self._check_c(c, n)
+        self.c = self._check_c(c)
+        #: dtype of the model's scores in the last evaluation (the precision it computes in).
+        self.score_dtype: Optional[torch.dtype] = None
 
         scores = predict_scores(model, self.x)
         self.num_classes = scores.shape[1]
@@ -173,35 +165,37 @@ class CEMLoss:
             raise ValueError(
                 f"the model output must have at least 2 classes, got shape {tuple(scores.shape)}"
             )
+        n = x.shape[0]
         resolved = check_target(target, n, self.num_classes, device=x.device, name="target")
         self.target = scores.argmax(dim=1) if resolved is None else resolved
-
-        self.pn_target: Optional[torch.Tensor] = None
-        if pn_target is not None:
-            if self.mode != "PN":
-                raise ValueError("`pn_target` applies to mode='PN' only")
-            self.pn_target = check_target(
-                pn_target, n, self.num_classes, device=x.device, name="pn_target"
-            )
-            same = self.pn_target == self.target
-            if bool(same.any()):
-                first = int(same.nonzero()[0, 0])
-                raise ValueError(
-                    f"`pn_target` must differ from the explained class, but sample {first} has "
-                    f"pn_target = class {int(self.target[first])} = its explained class"
-                )
-
+        self.pn_target = self._check_pn_target(pn_target)
         if add_only and self.mode != "PN":
             raise ValueError("`add_only` applies to mode='PN' only")
-        if feature_range is not None and self.mode != "PN":
-            raise ValueError("`feature_range` applies to mode='PN' only")
-        self.lower, self.upper = self._bounds(lower, upper, feature_range, bool(add_only))
+
+        self.feature_range = resolve_feature_range(feature_range, self.x, self.channel_dim)
+        self.no_info = resolve_no_info_value(
+            no_info_value, self.x, self.feature_range[0], self.channel_dim
+        )
+        #: what the model sees for δ = 0: v (PP) or x (PN).
+        self.base = self._base()
+        lo_def, hi_def = default_bounds(
+            self.mode, self.x, *self.feature_range, self.no_info, bool(add_only)
+        )
+        lo_user = bound_tensor(lower, self.x, "lower", self.channel_dim)
+        hi_user = bound_tensor(upper, self.x, "upper", self.channel_dim)
+        self.lower = lo_def if lo_user is None else lo_user
+        self.upper = hi_def if hi_user is None else hi_user
+        if bool((self.lower > self.upper).any()):
+            raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
+        if self.AE is not None:
+            self._check_autoencoder()
 
     # ------------------------------------------------------------------ setup helpers
-    def _check_c(self, c: Union[float, torch.Tensor], n: int) -> torch.Tensor:
+    def _check_c(self, c: Union[float, torch.Tensor]) -> torch.Tensor:
+        n = self.x.shape[0]
         if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)):
             raise TypeError(f"`c` must be a float or a (N,) tensor, got {type(c).__name__}")
-        value = torch.as_tensor(c, dtype=self.x.dtype, device=self.x.device)
+        value = torch.as_tensor(c, device=self.x.device).to(_accumulation_dtype(self.x.dtype))
         if value.dim() == 0:
             value = value.expand(n)
         if value.shape != (n,):
@@ -212,42 +206,44 @@ class CEMLoss:
             raise ValueError("`c` must be finite and >= 0")
         return value.clone()
 
-    def _bounds(
-        self,
-        lower: BoundLike,
-        upper: BoundLike,
-        feature_range: Optional[tuple[BoundLike, BoundLike]],
-        add_only: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.x
-        lo_user = _bound_tensor(lower, x, "lower", self.channel_dim)
-        hi_user = _bound_tensor(upper, x, "upper", self.channel_dim)
-        if self.mode == "PP":
-            lo_def = torch.clamp(x, max=0.0)
-            hi_def = torch.clamp(x, min=0.0)
-        else:
-            if feature_range is None:
-                flat = x.reshape(x.shape[0], -1)
-                shape = (-1,) + (1,) * (x.dim() - 1)
-                f_lo = flat.amin(dim=1).reshape(shape).expand_as(x)
-                f_hi = flat.amax(dim=1).reshape(shape).expand_as(x)
-            else:
-                if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
-                    raise ValueError("`feature_range` must be a pair (lo, hi)")
-                f_lo = _bound_tensor(feature_range[0], x, "feature_range", self.channel_dim)
-                f_hi = _bound_tensor(feature_range[1], x, "feature_range", self.channel_dim)
-                if bool((f_lo > f_hi).any()):  # type: ignore[operator]
-                    raise ValueError("`feature_range` must have lo <= hi")
-            lo_def = f_lo - x  # type: ignore[operator]
-            hi_def = f_hi - x  # type: ignore[operator]
-            if add_only:
-                lo_def = torch.clamp(lo_def, min=0.0)
-                hi_def = torch.maximum(hi_def, lo_def)
-        lo = lo_def.clone() if lo_user is None else lo_user
-        hi = hi_def.clone() if hi_user is None else hi_user
-        if bool((lo > hi).any()):
-            raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
-        return lo, hi
+    def set_c(self, c: Union[float, torch.Tensor]) -> None:
+        """Change the attack weight (a float, or one value per sample, (N,))."""
+        self.c = self._check_c(c)
+
+    def _check_pn_target(self, pn_target: TargetLike) -> Optional[torch.Tensor]:
+        if pn_target is None:
+            return None
+        if self.mode != "PN":
+            raise ValueError("`pn_target` applies to mode='PN' only")
+        n = self.x.shape[0]
+        resolved = check_target(
+            pn_target, n, self.num_classes, device=self.x.device, name="pn_target"
+        )
+        assert resolved is not None
+        same = resolved == self.target
+        if bool(same.any()):
+            first = int(same.nonzero()[0, 0])
+            raise ValueError(
+                f"`pn_target` must differ from the explained class, but sample {first} has "
+                f"pn_target = class {int(self.target[first])} = its explained class"
+            )
+        return resolved
+
+    def _base(self) -> torch.Tensor:
+        if self.mode == "PN":
+            return self.x
+        return self.no_info if self.no_info is not None else torch.zeros_like(self.x)
+
+    def _check_autoencoder(self) -> None:
+        assert self.AE is not None
+        probe = self.base[:1]
+        with torch.no_grad():
+            out = self.AE(probe)
+        if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"`AE` must return a tensor shaped like its input {tuple(probe.shape)}, got {got}"
+            )
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -255,13 +251,19 @@ class CEMLoss:
         """N, the number of samples explained."""
         return self.x.shape[0]
 
+    @property
+    def input_scale(self) -> float:
+        """The size of the values the model sees: the feature range's largest magnitude."""
+        lo, hi = self.feature_range
+        return max(float(torch.maximum(lo.abs(), hi.abs()).max()), 1e-12)
+
     def start(
         self, noise_std: float = 0.0, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        """The starting δ₀ (N, …): PP: x itself; PN: zeros, or N(0, noise_std²) noise drawn from
-        ``generator`` (on x's device); clipped to the bounds."""
+        """The starting δ₀ (N, …): PP: everything kept (δ = x − v); PN: zeros, or
+        N(0, noise_std²) noise drawn from ``generator`` (on x's device); clipped to the bounds."""
         if self.mode == "PP":
-            delta = self.x.clone()
+            delta = self.x - self.base
         elif noise_std > 0:
             delta = noise_std * torch.randn(
                 self.x.shape, generator=generator, device=self.x.device, dtype=self.x.dtype
@@ -271,10 +273,8 @@ class CEMLoss:
         return torch.minimum(torch.maximum(delta, self.lower), self.upper)
 
     def model_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
-        """What the model sees for ``delta``: δ (PP) or x + δ (PN), same shape as ``delta``."""
-        if self.mode == "PP":
-            return delta
-        return self._select(self.x, samples) + delta
+        """What the model sees for ``delta``: v + δ (PP) or x + δ (PN), shaped like ``delta``."""
+        return self._select(self.base, samples) + delta
 
     def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
         return value if samples is None else value[samples]
@@ -312,11 +312,14 @@ class CEMLoss:
                 the samples of x that the n rows of ``delta`` belong to (repeats allowed).
 
         Returns:
-            A :class:`CEMEvaluation` whose fields have shape (*L, n).
+            A :class:`CEMEvaluation` whose fields have shape (*L, n); loss and attack in float32
+            or wider.
         """
         lead, rows, target = self._rows(delta, samples)
         inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
-        scores = check_scores(self.model(inputs), rows).reshape(lead + (-1,))
+        raw = check_scores(self.model(inputs), rows)
+        self.score_dtype = raw.dtype
+        scores = raw.to(_accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
         target = target.expand(lead)
         f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         if self.pn_target is not None:
@@ -335,7 +338,7 @@ class CEMLoss:
         loss = self._select(self.c, samples).to(hinge.dtype) * hinge
         if self.gamma > 0 and self.AE is not None:
             reconstruction = self.AE(inputs)
-            error = (inputs - reconstruction).reshape(rows, -1).pow(2).sum(dim=1)
+            error = (inputs - reconstruction).reshape(rows, -1).to(loss.dtype).pow(2).sum(dim=1)
             loss = loss + self.gamma * error.reshape(lead)
         prediction = scores.argmax(dim=-1)
         if self.mode == "PP":
@@ -349,6 +352,11 @@ class CEMLoss:
     def __call__(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """The loss per sample: ``delta`` (*L, n, …) -> (*L, n); see :meth:`evaluate`."""
         return self.evaluate(delta, samples).loss
+
+    def feasible(self, evaluation: CEMEvaluation) -> torch.Tensor:
+        """Whether the attack holds with margin κ (bool, the evaluation's shape): the
+        explanation succeeds and its hinge is saturated (a ≤ −κ)."""
+        return evaluation.success & (evaluation.attack <= -self.K)
 
     def attack(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """The attack value a per sample (before the hinge): the loss is saturated at a ≤ −κ."""

@@ -4,14 +4,19 @@ Both minimise F(δ) + l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ over a box, one pr
 dimension of the parameter: every piece of state (λ, t, x, y, h, B) is kept per sample, so a batch
 of N samples gives exactly the iterates of N separate runs. The smooth part F enters only through
 the gradient written into ``param.grad``; the regulariser is applied by the proximal map
-:func:`exp_grad_prox`. "Optimistic Optimisation of Composite
-Objective with Exponentiated Update", Machine Learning 2022 (arXiv 2208.04065).
+:func:`~foxcem.cem.prox.exp_grad_prox`. "Optimistic Optimisation of Composite Objective with
+Exponentiated Update", Machine Learning 2022 (arXiv 2208.04065).
 
 Usage (one step)::
 
+    opt.zero_grad()
     delta.grad = gradient(delta)   # (N, ...) like delta
     opt.step()                     # delta now holds the next gradient point
     opt.output(delta)              # the averaged iterate y: the explanation so far
+
+State is kept in float32 (or wider) for half-precision parameters, and per-sample counters in
+float64; ``state_dict()`` / ``load_state_dict()`` round-trip it exactly, so a resumed run equals an
+uninterrupted one bitwise.
 """
 
 from __future__ import annotations
@@ -22,94 +27,57 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.cem.wright_omega import widest_float, wright_omega
+from foxcem.cem.prox import exp_grad_prox, per_sample
+from foxcem.cem.wright_omega import widest_float
+from foxcem.core.checks import check_finite_float
 
-__all__ = ["AdaExpGrad", "AoExpGrad", "exp_grad_prox"]
+__all__ = ["AdaExpGrad", "AoExpGrad", "ExpGradOptimizer"]
 
 BoundLike = Union[float, torch.Tensor, None]
 
 
-def _per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """View a (N,) tensor as (N, 1, …, 1) to broadcast against ``like`` (N, …)."""
-    return value.reshape((-1,) + (1,) * (like.dim() - 1)).to(like.dtype)
-
-
-def exp_grad_prox(
-    x: torch.Tensor,
-    G: torch.Tensor,
-    alpha: torch.Tensor,
-    l1: float,
-    l2: float,
-    scale: torch.Tensor,
-    beta: float,
-    lower: Optional[torch.Tensor] = None,
-    upper: Optional[torch.Tensor] = None,
-    cap: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """The exponentiated-gradient proximal step shared by AdaExpGrad and AoExpGrad.
-
-    With ``s = scale``::
-
-        z  = sign(x)·log(|x|/β + 1) − G/α
-        l2 == 0:  v = β·exp(max(|z| − s·l1/α, 0)) − β
-        l2 >  0:  a = β, b = s·l2/α, c = min(s·l1/α − |z|, 0)
-                  v = ω(a·b − c + log(a·b)) / b − a          (ω: :func:`wright_omega`)
-        x_new = clip(sign(z)·v, lower, upper)
-
-    Args:
-        x: current point, (N, …).
-        G: the step's gradient combination, (N, …).
-        alpha: step-size denominators α > 0, (N,).
-        l1, l2: regularisation weights (≥ 0).
-        scale: the regulariser's scale s per sample, (N,).
-        beta: β = 1/d with d the per-sample number of entries.
-        lower, upper: bounds broadcastable to ``x`` (``None``: unbounded).
-        cap: optional elementwise cap on the exponent of the l2 = 0 branch, ``log(B/β + 1)``
-            with B the largest bound magnitude: the clipped result is unchanged, and ``exp``
-            can no longer overflow.
-
-    Returns:
-        The new point, (N, …), never NaN for finite inputs (ω never overflows).
-    """
-    a_ = _per_sample(alpha, x)
-    s_ = _per_sample(scale, x)
-    z = torch.sign(x) * torch.log1p(x.abs() / beta) - G / a_
-    abs_z = z.abs()
-    shrink = s_ * l1 / a_
-    if l2 == 0.0:
-        m = torch.clamp(abs_z - shrink, min=0.0)
-        if cap is not None:
-            m = torch.minimum(m, cap)
-        v = beta * torch.expm1(m)
-    else:
-        b = s_ * l2 / a_
-        c = torch.clamp(shrink - abs_z, max=0.0)
-        ab = beta * b
-        v = wright_omega(ab - c + torch.log(ab)) / b - beta
-        v = torch.clamp(v, min=0.0)  # exact value is ≥ 0; removes rounding below it
-    out = torch.sign(z) * v
-    if lower is not None:
-        out = torch.maximum(out, lower)
-    if upper is not None:
-        out = torch.minimum(out, upper)
-    return out
-
-
-def _as_bound(value: BoundLike, param: torch.Tensor, name: str) -> Optional[torch.Tensor]:
+def _as_bound(
+    value: BoundLike, param: torch.Tensor, dtype: torch.dtype, name: str
+) -> Optional[torch.Tensor]:
     if value is None:
         return None
-    bound = torch.as_tensor(value, dtype=param.dtype, device=param.device)
+    bound = torch.as_tensor(value, device=param.device).to(dtype)
     try:
-        return torch.broadcast_to(bound, param.shape).clone()
+        bound = torch.broadcast_to(bound, param.shape).clone()
     except RuntimeError:
         raise ValueError(
             f"`{name}` must be broadcastable to the parameter's shape {tuple(param.shape)}, "
             f"got shape {tuple(bound.shape)}"
         ) from None
+    if bool(torch.isnan(bound).any()):
+        raise ValueError(f"`{name}` must not contain NaN")
+    return bound
 
 
-class _ExpGradBase(torch.optim.Optimizer):
-    """Shared machinery: hyper-parameters, bounds, per-sample state and the active mask."""
+def _state_dtype(param: torch.Tensor) -> torch.dtype:
+    """The dtype of x, y, h: the parameter's, but at least float32."""
+    return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
+
+
+class ExpGradOptimizer(torch.optim.Optimizer):
+    """Shared machinery of the ExpGrad optimizers: hyper-parameters, bounds, per-sample state,
+    the active mask and the sparse output. Subclasses implement :meth:`_update`.
+
+    Args:
+        params: the perturbation tensor(s), each (N, …) with samples along dim 0.
+        eta: step-size scale η > 0.
+        l1, l2: weights of the regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ (the CEM paper's β‖δ‖₁ + ‖δ‖²₂
+            is l1 = β, l2 = 2).
+        lower, upper: elementwise bounds on δ, scalars or tensors broadcastable to the parameter.
+        zero_tol: entries of the output with magnitude at most ``zero_tol`` × the sample's
+            largest bound magnitude (or × 1 without bounds) are exactly 0. The averaged iterate
+            otherwise keeps faint traces of every entry it ever touched; 0 turns this off.
+    """
+
+    #: λ before the first step.
+    _lam0: float = 0.0
+    #: The state entry the parameter holds after a step: the next gradient point.
+    _point: str = "x"
 
     def __init__(
         self,
@@ -119,52 +87,87 @@ class _ExpGradBase(torch.optim.Optimizer):
         l2: float = 0.5,
         lower: BoundLike = None,
         upper: BoundLike = None,
+        zero_tol: float = 1e-3,
     ) -> None:
-        for name, value, strict in (("eta", eta, True), ("l1", l1, False), ("l2", l2, False)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"`{name}` must be a float, got {type(value).__name__}")
-            if (value <= 0) if strict else (value < 0):
-                sign = "> 0" if strict else ">= 0"
-                raise ValueError(f"`{name}` must be {sign}, got {value}")
-        defaults = dict(eta=float(eta), l1=float(l1), l2=float(l2), lower=lower, upper=upper)
+        defaults = dict(
+            eta=check_finite_float(eta, "eta", minimum=0.0, strict=True),
+            l1=check_finite_float(l1, "l1", minimum=0.0),
+            l2=check_finite_float(l2, "l2", minimum=0.0),
+            lower=lower,
+            upper=upper,
+            zero_tol=check_finite_float(zero_tol, "zero_tol", minimum=0.0),
+        )
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.dim() < 1:
-                    raise ValueError("the parameter must have a sample dimension: (N, ...)")
-                if not p.is_floating_point():
-                    raise TypeError(f"the parameter must be floating, got {p.dtype}")
-                lo = _as_bound(group["lower"], p, "lower")
-                hi = _as_bound(group["upper"], p, "upper")
-                if lo is not None and hi is not None and bool((lo > hi).any()):
-                    raise ValueError("`lower` must be <= `upper` everywhere")
-                self.state[p]["lower"] = lo
-                self.state[p]["upper"] = hi
-                self.state[p]["cap"] = self._exponent_cap(lo, hi, p)
 
-    @staticmethod
-    def _exponent_cap(
-        lo: Optional[torch.Tensor], hi: Optional[torch.Tensor], p: torch.Tensor
-    ) -> Optional[torch.Tensor]:
-        if lo is None or hi is None:
-            return None
-        beta = 1.0 / p[0].numel()
-        return torch.log1p(torch.maximum(lo.abs(), hi.abs()) / beta)
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (its own ``eta``, ``l1``, ``l2``, bounds optional); checks its tensors."""
+        for p in (
+            [param_group["params"]]
+            if isinstance(param_group["params"], torch.Tensor)
+            else (param_group["params"])
+        ):
+            if not isinstance(p, torch.Tensor) or p.dim() < 1:
+                raise ValueError("each parameter must be a tensor with a sample dimension (N, ...)")
+            if not p.is_floating_point():
+                raise TypeError(f"each parameter must be floating, got {p.dtype}")
+        for key in ("eta", "l1", "l2", "zero_tol"):
+            if key in param_group:
+                strict = key == "eta"
+                param_group[key] = check_finite_float(param_group[key], key, 0.0, strict)
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:  # bounds checked now, not at the first step
+            lo = _as_bound(group["lower"], p, _state_dtype(p), "lower")
+            hi = _as_bound(group["upper"], p, _state_dtype(p), "upper")
+            if lo is not None and hi is not None and bool((lo > hi).any()):
+                raise ValueError("`lower` must be <= `upper` everywhere")
 
-    #: λ before the first step.
-    _lam0: float
-    #: The state entry the parameter holds after a step: the next gradient point.
-    _point: str
-
-    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+    # ------------------------------------------------------------------------------ state
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         n = p.shape[0]
+        work = _state_dtype(p)
         # Per-sample counters and λ in float64 (B = t(t+1)/2 outgrows float32's 24-bit mantissa).
         sdt = widest_float(p.device)
+        lo = _as_bound(group["lower"], p, work, "lower")
+        hi = _as_bound(group["upper"], p, work, "upper")
+        start = p.detach().to(work)
+        if lo is not None:
+            start = torch.maximum(start, lo)
+        if hi is not None:
+            start = torch.minimum(start, hi)
         state["step"] = torch.zeros(n, dtype=sdt, device=p.device)
         state["lam"] = torch.full((n,), self._lam0, dtype=sdt, device=p.device)
-        state["x"] = p.detach().clone()
-        state["y"] = p.detach().clone()
+        state["x"] = start.clone()
+        state["y"] = start.clone()
+        state["lower"], state["upper"] = lo, hi
+        magnitude = self._bound_magnitude(lo, hi, p)
+        state["bound_scale"] = magnitude.reshape(n, -1).amax(dim=1).to(sdt)
+        beta = 1.0 / p[0].numel()
+        state["cap"] = None if lo is None or hi is None else torch.log1p(magnitude / beta)
         state.setdefault("active", torch.ones(n, dtype=torch.bool, device=p.device))
+        state["invalid"] = torch.zeros(n, dtype=torch.bool, device=p.device)
+
+    @staticmethod
+    def _bound_magnitude(
+        lo: Optional[torch.Tensor], hi: Optional[torch.Tensor], p: torch.Tensor
+    ) -> torch.Tensor:
+        if lo is None and hi is None:
+            return torch.ones(p.shape, dtype=_state_dtype(p), device=p.device)
+        if lo is None or hi is None:
+            return (lo if hi is None else hi).abs()  # type: ignore[union-attr]
+        return torch.maximum(lo.abs(), hi.abs())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`, keeping every state tensor's dtype (torch's default
+        casts them to the parameter's dtype, which would turn the bool mask and the float64
+        counters into floats of the parameter's precision)."""
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict["state"].items():
+            p = params[int(index)]
+            for key, value in saved.items():
+                if isinstance(value, torch.Tensor):
+                    self.state[p][key] = value.detach().to(device=p.device).clone()
 
     def _update(
         self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
@@ -192,10 +195,26 @@ class _ExpGradBase(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if "step" not in state:
-                    self._init_state(p, state)
-                self._commit(state, self._update(p.grad.detach().to(p.dtype), state, group))
-                p.copy_(state[self._point])
+                    self._init_state(p, state, group)
+                g = p.grad.detach().to(state["x"].dtype)
+                # A NaN/inf gradient would poison the sample's state: the sample is frozen and
+                # flagged instead (no host sync; see :meth:`invalid`).
+                finite = torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
+                state["invalid"] = state["invalid"] | ~finite
+                state["active"] = state["active"] & finite
+                g = torch.where(per_sample(finite, g).bool(), g, torch.zeros_like(g))
+                self._commit(state, self._update(g, state, group))
+                p.copy_(self._sparse(state[self._point], state, group))
         return loss
+
+    def _sparse(
+        self, value: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> torch.Tensor:
+        tol = float(group.get("zero_tol", 0.0))
+        if tol <= 0:
+            return value
+        limit = per_sample(state["bound_scale"] * tol, value)
+        return torch.where(value.abs() <= limit, torch.zeros_like(value), value)
 
     def set_active(self, mask: torch.Tensor, param: Optional[torch.Tensor] = None) -> None:
         """Freeze samples: where ``mask`` (N,) is False, :meth:`step` leaves state and value alone.
@@ -215,11 +234,20 @@ class _ExpGradBase(torch.optim.Optimizer):
                 self.state[p]["active"] = mask.to(device=p.device, dtype=torch.bool)
 
     def output(self, param: torch.Tensor) -> torch.Tensor:
-        """The averaged iterate y of ``param`` (a copy, (N, …)); ``param`` itself before a step."""
+        """The averaged iterate y of ``param`` (a copy, (N, …), exactly sparse below
+        ``zero_tol``); ``param`` itself before a step."""
         state = self.state.get(param, {})
         if "y" not in state:
             return param.detach().clone()
-        return state["y"].clone()
+        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
+        return self._sparse(state["y"], state, group).to(param.dtype)
+
+    def invalid(self, param: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: samples that received a NaN/inf gradient (frozen since then)."""
+        state = self.state.get(param, {})
+        if "invalid" not in state:
+            return torch.zeros(param.shape[0], dtype=torch.bool, device=param.device)
+        return state["invalid"].clone()
 
     def steps(self, param: torch.Tensor) -> torch.Tensor:
         """Steps taken per sample, (N,) (frozen samples do not advance)."""
@@ -236,20 +264,27 @@ class _ExpGradBase(torch.optim.Optimizer):
             mask = active.reshape((-1,) + (1,) * (new.dim() - 1))
             state[key] = torch.where(mask, new, old)
 
+    def _prox(
+        self,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        G: torch.Tensor,
+        alpha: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> torch.Tensor:
+        beta = 1.0 / G[0].numel()
+        return exp_grad_prox(
+            state["x"], G, alpha, group["l1"], group["l2"], scale, beta,
+            state["lower"], state["upper"], state["cap"],
+        )  # fmt: skip
 
-class AdaExpGrad(_ExpGradBase):
+
+class AdaExpGrad(ExpGradOptimizer):
     """Adaptive exponentiated gradient (REFERENCE §4), per sample.
 
     λ₀ = 1. Step t: g = ∇F at x; λ += ‖g‖²_∞; α = η·√λ; x ← prox(x, G = g, s = 1);
-    y ← x/t + (1 − 1/t)·y. After :meth:`step` the parameter holds x (the next gradient point);
-    :meth:`output` returns y.
-
-    Args:
-        params: the perturbation tensor(s), each (N, …) with samples along dim 0.
-        eta: step-size scale η > 0.
-        l1, l2: weights of the regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ (the CEM paper's β‖δ‖₁ + ‖δ‖²₂
-            is l1 = β, l2 = 2).
-        lower, upper: elementwise bounds on δ, scalars or tensors broadcastable to the parameter.
+    y ← x/t + (1 − 1/t)·y. After :meth:`step` the parameter holds x (the next gradient point,
+    exactly sparse); :meth:`output` returns y. Arguments as :class:`ExpGradOptimizer`.
     """
 
     _lam0 = 1.0
@@ -258,34 +293,32 @@ class AdaExpGrad(_ExpGradBase):
     def _update(
         self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        beta = 1.0 / g[0].numel()
         t = state["step"] + 1
         g_inf = g.abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
         lam = state["lam"] + g_inf**2
         alpha = group["eta"] * torch.sqrt(lam)
-        x = exp_grad_prox(
-            state["x"], g, alpha, group["l1"], group["l2"], torch.ones_like(t), beta,
-            state["lower"], state["upper"], state["cap"],
-        )  # fmt: skip
-        y = x / _per_sample(t, x) + _per_sample(1.0 - 1.0 / t, x) * state["y"]
+        x = self._prox(state, group, g, alpha, torch.ones_like(t))
+        y = x / per_sample(t, x) + per_sample(1.0 - 1.0 / t, x) * state["y"]
         return {"step": t, "lam": lam, "x": x, "y": y}
 
 
-class AoExpGrad(_ExpGradBase):
+class AoExpGrad(ExpGradOptimizer):
     """Adaptive optimistic exponentiated gradient (REFERENCE §4), per sample.
 
     λ₀ = 0, h₀ = 0, B₀ = 0. Step t: B += t; g = ∇F at y; λ += (t·‖g − h‖_∞)²;
-    α = η·√λ/√log(d+1) (``alpha_min`` while λ = 0); G = t·g − t·h + (t+1)·g;
-    x ← prox(x, G, s = t+1); y ← (t/B)·x + ((B − t)/B)·y; h ← g. After :meth:`step` the parameter
-    holds y (the next gradient point), which is also what :meth:`output` returns.
+    α = η·√λ/√log(d+1); G = t·g − t·h + (t+1)·g; x ← prox(x, G, s = t+1);
+    y ← (t/B)·x + ((B − t)/B)·y; h ← g. After :meth:`step` the parameter holds y (the next
+    gradient point), which is also what :meth:`output` returns.
+
+    While λ = 0 (every gradient so far zero, e.g. a PP start whose class margin already exceeds
+    κ) α = 0 would be an infinite step straight to the regulariser's minimum, throwing the start
+    away. Then α is floored so that the regulariser alone shrinks each entry by at most half a
+    step: α ≥ η·s·(l1 + l2·b)/log 2, with b the sample's largest bound magnitude; ``alpha_min``
+    is the floor without a regulariser.
 
     Args:
-        params: the perturbation tensor(s), each (N, …) with samples along dim 0.
-        eta: step-size scale η > 0.
-        l1, l2: weights of the regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂.
-        lower, upper: elementwise bounds on δ, scalars or tensors broadcastable to the parameter.
-        alpha_min: the α used while λ = 0 (every gradient so far equal to zero), as the older
-            implementation does. Then G = 0 and the step moves x to the regulariser's minimum.
+        alpha_min: the α used while λ = 0 when l1 = l2 = 0.
+        Others as :class:`ExpGradOptimizer`.
     """
 
     _lam0 = 0.0
@@ -299,37 +332,35 @@ class AoExpGrad(_ExpGradBase):
         l2: float = 0.5,
         lower: BoundLike = None,
         upper: BoundLike = None,
+        zero_tol: float = 1e-3,
         alpha_min: float = 1e-6,
     ) -> None:
-        if not alpha_min > 0:
-            raise ValueError(f"`alpha_min` must be > 0, got {alpha_min}")
-        self.alpha_min = float(alpha_min)
-        super().__init__(params, eta=eta, l1=l1, l2=l2, lower=lower, upper=upper)
+        self.alpha_min = check_finite_float(alpha_min, "alpha_min", minimum=0.0, strict=True)
+        super().__init__(params, eta=eta, l1=l1, l2=l2, lower=lower, upper=upper, zero_tol=zero_tol)
 
-    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
-        super()._init_state(p, state)
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        super()._init_state(p, state, group)
         state["B"] = torch.zeros_like(state["step"])
-        state["h"] = torch.zeros_like(p)
+        state["h"] = torch.zeros_like(state["x"])
 
     def _update(
         self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         d = g[0].numel()
-        beta = 1.0 / d
         t = state["step"] + 1
         B = state["B"] + t
         h = state["h"]
         gh_inf = (g - h).abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
         lam = state["lam"] + (t * gh_inf) ** 2
         alpha = group["eta"] * torch.sqrt(lam) / math.sqrt(math.log(d + 1))
-        alpha = torch.where(alpha > 0, alpha, torch.full_like(alpha, self.alpha_min))
+        strength = group["l1"] + group["l2"] * state["bound_scale"]
+        floor = group["eta"] * (t + 1.0) * strength / math.log(2.0)
+        floor = torch.where(floor > 0, floor, torch.full_like(floor, self.alpha_min))
+        alpha = torch.where(lam > 0, alpha, floor)
         # Keep s·l2/α finite even for a subnormal α.
         alpha = torch.clamp(alpha, min=math.sqrt(torch.finfo(g.dtype).tiny))
-        t_ = _per_sample(t, g)
+        t_ = per_sample(t, g)
         G = t_ * g - t_ * h + (t_ + 1.0) * g
-        x = exp_grad_prox(
-            state["x"], G, alpha, group["l1"], group["l2"], t + 1.0, beta,
-            state["lower"], state["upper"], state["cap"],
-        )  # fmt: skip
-        y = _per_sample(t / B, x) * x + _per_sample((B - t) / B, x) * state["y"]
+        x = self._prox(state, group, G, alpha, t + 1.0)
+        y = per_sample(t / B, x) * x + per_sample((B - t) / B, x) * state["y"]
         return {"step": t, "B": B, "lam": lam, "x": x, "y": y, "h": g}

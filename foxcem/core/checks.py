@@ -6,6 +6,7 @@ says what was expected, so bad input never surfaces as a shape error from deep i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -162,3 +163,24 @@ def model_dtype_device(model: Any) -> tuple[Optional[torch.dtype], Optional[torc
         for tensor in model.buffers():
             return tensor.dtype, tensor.device
     return None, None
+
+
+def check_finite_float(
+    value: object, name: str, minimum: Optional[float] = None, strict: bool = False
+) -> float:
+    """A finite real number (``bool`` refused), at least ``minimum`` (greater with ``strict``).
+
+    NaN and ±inf are refused explicitly: ``nan <= 0`` is False, so a plain range check lets them
+    through.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+            value = float(value)
+        else:
+            raise TypeError(f"`{name}` must be a float, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"`{name}` must be {'>' if strict else '>='} {minimum:g}, got {value}")
+    return value

@@ -1,15 +1,32 @@
-"""Seeded randomness that never advances the caller's random stream."""
+"""Seeded randomness that never advances the caller's random stream.
+
+* :func:`check_seed`, :func:`make_generator`, :func:`isolated_rng`: ``torch.Generator`` based;
+* :func:`fresh_seed`: what ``seed=None`` means (fresh randomness, independent of the global RNG
+  state, which the model-state guard restores after every call);
+* :func:`counter_normal`: Gaussian noise that is a pure function of (key, row, column), so any
+  subset of rows can be drawn alone and equals the same rows of a larger draw, on any device.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import secrets
 from collections.abc import Iterator
 from typing import Optional
 
 import numpy as np
 import torch
 
-__all__ = ["check_seed", "make_generator", "isolated_rng"]
+__all__ = [
+    "check_seed",
+    "counter_keys",
+    "counter_normal",
+    "fresh_seed",
+    "isolated_rng",
+    "make_generator",
+    "mix_key",
+]
 
 
 def check_seed(seed: object, name: str = "seed") -> Optional[int]:
@@ -59,3 +76,88 @@ def isolated_rng(seed: Optional[int], device: torch.device) -> Iterator[None]:
         torch.set_rng_state(cpu_state)
         if cuda_index is not None:
             torch.cuda.set_rng_state(cuda_state, cuda_index)
+
+
+def fresh_seed() -> int:
+    """A new 62-bit seed from the operating system (never from torch's global RNG)."""
+    return secrets.randbits(62)
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32_int(value: int) -> int:
+    """The 32-bit finaliser of :func:`_mix32` on a Python int (for keys computed on the host)."""
+    x = value & _MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    x ^= x >> 16
+    return x
+
+
+def _signed32(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def mix_key(*parts: int) -> int:
+    """A 32-bit key (as a signed int32 value) mixing non-negative integers, e.g. (seed, call)."""
+    key = 0x6A09E667
+    for part in parts:
+        part = int(part)
+        while True:  # all 64+ bits of the part matter
+            key = _mix32_int(key ^ _mix32_int(part & _MASK32))
+            part >>= 32
+            if part == 0:
+                break
+    return _signed32(key)
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash (a multiply-xorshift finaliser) on an int32 tensor.
+
+    Multiplications wrap modulo 2³²; right shifts are made logical by masking.
+    """
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * _signed32(0x846CA68B)
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def counter_keys(counters: torch.Tensor, key: int) -> torch.Tensor:
+    """Per-row int32 keys for :func:`counter_normal` from row counters (int32) and a key
+    (e.g. :func:`mix_key` of a seed and a call number); distinct counters give distinct keys."""
+    return _mix32(_mix32(counters.to(torch.int32)) ^ key)
+
+
+def counter_normal(
+    row_keys: torch.Tensor, num_columns: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Standard normal noise (R, num_columns), a pure function of each row's key and column.
+
+    Args:
+        row_keys: (R,) int32 keys, one per row (e.g. from :func:`mix_key` and a row counter).
+        num_columns: columns per row.
+        dtype: floating dtype of the result (computed in float32, or float64 for float64).
+
+    Each row is hashed with each column index and turned into normals by the Box–Muller
+    transform, so a row's values never depend on which other rows are drawn with it, nor on the
+    device.
+    """
+    if row_keys.dtype != torch.int32 or row_keys.dim() != 1:
+        raise TypeError("`row_keys` must be a 1-D int32 tensor")
+    half = (num_columns + 1) // 2
+    device = row_keys.device
+    columns = torch.arange(2 * half, device=device, dtype=torch.int32)
+    column_keys = _mix32(columns * _signed32(0x9E3779B1) + 0x3C6EF372)
+    bits = _mix32(row_keys[:, None] ^ column_keys[None, :])
+    bits = (bits >> 8) & 0xFFFFFF  # 24 uniform bits per value
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    scale = 1.0 / 16777216.0
+    u1 = bits[:, :half].to(work).add_(0.5).mul_(scale)  # in (0, 1): log is finite
+    angle = bits[:, half:].to(work).mul_(2.0 * math.pi * scale)
+    radius = u1.log_().mul_(-2.0).sqrt_()
+    out = torch.cat([radius * torch.cos(angle), radius.mul_(torch.sin(angle))], dim=1)
+    return out[:, :num_columns].to(dtype)

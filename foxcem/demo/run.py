@@ -251,8 +251,9 @@ def _savepoints(
     """Savepoints of one PN run (autograd gradient) on the first explained digit."""
     options = _cem_options("cem_pn", config)
     save_freq = max(2, config.num_iter // 4)
+    # One round of the c search, so that the strip shows one optimisation from its start.
     generator = get_explainer("cem").create_explainer(
-        model, **{**options, "save_freq": save_freq, "device": x.device}
+        model, **{**options, "save_freq": save_freq, "c_steps": 1, "device": x.device}
     )
     with preserve_model_state(model, inputs=x):
         savepoints, meta = generator.run(image=x, inference_call=model, target=target)

@@ -1,0 +1,140 @@
+"""The box δ lives in: feature ranges, "no information" values, and the PP / PN default bounds.
+
+A pertinent positive keeps part of x; a pertinent negative adds what is absent from x. "Absent"
+needs a value that carries no information (black for images, a median for tabular data): by
+default the lower end of the feature range. The defaults, per element:
+
+* PP: the model sees ``v + δ`` with δ between 0 and ``x − v`` (δ keeps part of what x has above
+  the no-information value v);
+* PN: the model sees ``x + δ``, inside the feature range, with δ moving x away from v only:
+  ``δ ≥ 0`` where ``x ≥ v`` (for images: ink is added, never removed). With
+  ``no_info_value=None`` δ may move either way within the feature range.
+
+The feature range defaults to the batch's smallest and largest value (one range for the whole
+batch, never each sample's own: a blank image would get an empty range).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+__all__ = [
+    "BoundLike",
+    "NoInfoLike",
+    "bound_tensor",
+    "fit_no_info_value",
+    "resolve_feature_range",
+    "resolve_no_info_value",
+    "default_bounds",
+]
+
+BoundLike = Union[float, torch.Tensor, None]
+#: ``"min"`` (the feature range's lower end), a number, a tensor broadcastable to x, or ``None``.
+NoInfoLike = Union[str, float, torch.Tensor, None]
+
+
+def bound_tensor(
+    value: BoundLike, x: torch.Tensor, name: str, channel_dim: int
+) -> Optional[torch.Tensor]:
+    """A bound given as a scalar or a tensor broadcastable to ``x`` (N, …), expanded to x.shape.
+
+    A 1-D tensor with one value per channel (length C) is placed along the channel axis.
+
+    Raises:
+        TypeError: ``value`` is neither a number nor a tensor.
+        ValueError: the shape does not broadcast, or a value is NaN.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise TypeError(f"`{name}` must be a float or a tensor, got {type(value).__name__}")
+    bound = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if bound.dim() == 1 and x.dim() > 2 and bound.shape[0] == x.shape[channel_dim] > 1:
+        shape = [1] * x.dim()
+        shape[channel_dim] = bound.shape[0]
+        bound = bound.reshape(shape)
+    try:
+        bound = torch.broadcast_to(bound, x.shape).clone()
+    except RuntimeError:
+        raise ValueError(
+            f"`{name}` must be a scalar or a tensor broadcastable to the input's shape "
+            f"{tuple(x.shape)}, got shape {tuple(bound.shape)}"
+        ) from None
+    if bool(torch.isnan(bound).any()):
+        raise ValueError(f"`{name}` must not contain NaN")
+    return bound
+
+
+def resolve_feature_range(
+    feature_range: Optional[tuple[BoundLike, BoundLike]], x: torch.Tensor, channel_dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lo, hi)`` expanded to x.shape: the given range, or the batch's min and max."""
+    if feature_range is None:
+        lo = x.detach().amin().expand(x.shape).clone()
+        hi = x.detach().amax().expand(x.shape).clone()
+        return lo, hi
+    if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
+        raise ValueError(
+            f"`feature_range` must be a pair (lo, hi), got {type(feature_range).__name__}"
+        )
+    lo = bound_tensor(feature_range[0], x, "feature_range", channel_dim)
+    hi = bound_tensor(feature_range[1], x, "feature_range", channel_dim)
+    if lo is None or hi is None:
+        raise ValueError("`feature_range` must give both ends, got None")
+    if bool((lo > hi).any()):
+        raise ValueError("`feature_range` must have lo <= hi")
+    return lo, hi
+
+
+def resolve_no_info_value(
+    no_info_value: NoInfoLike, x: torch.Tensor, lo: torch.Tensor, channel_dim: int
+) -> Optional[torch.Tensor]:
+    """The no-information value expanded to x.shape (``"min"``: ``lo``), or ``None``."""
+    if no_info_value is None:
+        return None
+    if isinstance(no_info_value, str):
+        if no_info_value != "min":
+            raise ValueError(
+                f"`no_info_value` must be 'min', a number, a tensor or None, got {no_info_value!r}"
+            )
+        return lo.clone()
+    return bound_tensor(no_info_value, x, "no_info_value", channel_dim)
+
+
+def fit_no_info_value(data: torch.Tensor, statistic: str = "median") -> torch.Tensor:
+    """A per-feature no-information value fitted on ``data`` (M, …): its median or mean.
+
+    Returns a tensor of the sample shape (…), to pass as ``no_info_value``.
+    """
+    if not isinstance(data, torch.Tensor) or data.dim() < 2 or not data.is_floating_point():
+        raise TypeError("`data` must be a floating tensor (M, ...) with M samples")
+    if statistic == "median":
+        return data.detach().median(dim=0).values
+    if statistic == "mean":
+        return data.detach().mean(dim=0)
+    raise ValueError(f"`statistic` must be 'median' or 'mean', got {statistic!r}")
+
+
+def default_bounds(
+    mode: str,
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    no_info: Optional[torch.Tensor],
+    add_only: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The default (lower, upper) bounds on δ for ``mode`` (see the module docstring)."""
+    if mode == "PP":
+        kept = x - (no_info if no_info is not None else 0.0)
+        return torch.clamp(kept, max=0.0), torch.clamp(kept, min=0.0)
+    lower, upper = lo - x, hi - x
+    if no_info is not None:
+        # Away from v: up where x is above it, down where below, either way where x == v.
+        lower = torch.where(x > no_info, torch.clamp(lower, min=0.0), lower)
+        upper = torch.where(x < no_info, torch.clamp(upper, max=0.0), upper)
+    if add_only:
+        lower = torch.clamp(lower, min=0.0)
+    upper = torch.maximum(upper, lower)  # x outside the range: an empty box becomes a point
+    return lower, upper

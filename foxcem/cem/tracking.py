@@ -1,0 +1,113 @@
+"""What the CEM loop remembers about its iterates: the best feasible one, and the history."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from foxcem.cem.loss import CEMEvaluation
+
+__all__ = ["BestIterate", "History", "regulariser"]
+
+
+def regulariser(delta: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
+    """l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ per sample, (N,), in float32 or wider."""
+    flat = delta.detach().reshape(delta.shape[0], -1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    return l1 * flat.abs().sum(dim=1) + 0.5 * l2 * flat.pow(2).sum(dim=1)
+
+
+class BestIterate:
+    """Per sample, the feasible iterate with the smallest regulariser seen so far.
+
+    Args:
+        like: a tensor shaped like δ (N, …).
+        l1, l2: the regulariser's weights (what "smallest" means).
+    """
+
+    def __init__(self, like: torch.Tensor, l1: float, l2: float) -> None:
+        n = like.shape[0]
+        self.l1, self.l2 = l1, l2
+        self.delta = like.detach().clone()
+        self.value = torch.full((n,), float("inf"), device=like.device, dtype=torch.float64)
+        self.found = torch.zeros(n, dtype=torch.bool, device=like.device)
+        #: whether the current round found a feasible iterate (reset by :meth:`new_round`).
+        self.found_this_round = torch.zeros_like(self.found)
+
+    def offer(
+        self, delta: torch.Tensor, feasible: torch.Tensor, counts: Optional[torch.Tensor] = None
+    ) -> None:
+        """Consider ``delta`` (N, …) whose per-sample feasibility is ``feasible`` (N,).
+
+        ``counts`` (N,) says which feasible iterates count as the round's success for the c
+        search (default: all): a PP starts feasible, and its first iterates stay so whatever c
+        is, until the attack term first engages.
+        """
+        value = regulariser(delta, self.l1, self.l2).to(self.value.dtype)
+        better = feasible & (value < self.value)
+        self.value = torch.where(better, value, self.value)
+        mask = better.reshape((-1,) + (1,) * (delta.dim() - 1))
+        self.delta = torch.where(mask, delta.detach(), self.delta)
+        self.found |= feasible
+        self.found_this_round |= feasible if counts is None else feasible & counts
+
+    def new_round(self) -> None:
+        """Start a new round of the c search."""
+        self.found_this_round = torch.zeros_like(self.found)
+
+
+class History:
+    """Per-iteration records (loss, attack, ‖δ‖₁, ‖δ‖²₂, success), each (T, N) when stacked."""
+
+    KEYS = ("loss", "attack", "l1", "l2", "success")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.records: dict[str, list[torch.Tensor]] = {k: [] for k in self.KEYS}
+
+    @staticmethod
+    def describe(delta: torch.Tensor, evaluation: CEMEvaluation) -> dict[str, torch.Tensor]:
+        """The record of one iterate: its evaluation and norms, (N,) each."""
+        flat = delta.detach().reshape(delta.shape[0], -1)
+        return {
+            "loss": evaluation.loss.detach(),
+            "attack": evaluation.attack.detach(),
+            "l1": flat.abs().sum(dim=1),
+            "l2": flat.pow(2).sum(dim=1),
+            "success": evaluation.success,
+        }
+
+    def append(self, record: dict[str, torch.Tensor]) -> None:
+        if self.enabled:
+            for key in self.KEYS:
+                self.records[key].append(record[key])
+
+    def to_meta(self, meta: dict[str, Any]) -> None:
+        """Add ``<key>_history`` (T, N) tensors to ``meta`` (nothing when disabled or empty)."""
+        if self.enabled and self.records["loss"]:
+            for key, values in self.records.items():
+                meta[f"{key}_history"] = torch.stack(values)
+
+
+def plain_evaluation(values: torch.Tensor) -> CEMEvaluation:
+    """A :class:`CEMEvaluation` for a loss that only returns values: no attack, no success."""
+    values = values.detach()
+    return CEMEvaluation(
+        values,
+        torch.full_like(values, float("nan")),
+        torch.zeros_like(values, dtype=torch.bool),
+        torch.full_like(values, -1, dtype=torch.long),
+    )
+
+
+def merge(
+    previous: Optional[CEMEvaluation], rows: CEMEvaluation, index: Optional[torch.Tensor]
+) -> CEMEvaluation:
+    """``previous`` (N,) fields with the rows ``index`` replaced by ``rows`` (all when None)."""
+    if index is None or previous is None:
+        return rows
+    return CEMEvaluation(
+        *(old.index_copy(0, index, new.to(old.dtype)) for old, new in zip(previous, rows))
+    )
