@@ -28,6 +28,7 @@ __all__ = [
     "resolve_feature_range",
     "resolve_no_info_value",
     "default_bounds",
+    "resolve_box",
 ]
 
 BoundLike = Union[float, torch.Tensor, None]
@@ -138,3 +139,31 @@ def default_bounds(
         lower = torch.clamp(lower, min=0.0)
     upper = torch.maximum(upper, lower)  # x outside the range: an empty box becomes a point
     return lower, upper
+
+
+def resolve_box(
+    mode: str,
+    x: torch.Tensor,
+    channel_dim: int,
+    feature_range: Optional[tuple[BoundLike, BoundLike]],
+    no_info_value: NoInfoLike,
+    lower: BoundLike,
+    upper: BoundLike,
+    add_only: bool,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """``((lo, hi), v, lower, upper)`` for a batch ``x``: the feature range, the no-information
+    value and the bounds on δ (the user's where given, else :func:`default_bounds`).
+
+    Raises:
+        ValueError: a bound of the wrong shape, or ``lower`` > ``upper`` somewhere.
+    """
+    lo, hi = resolve_feature_range(feature_range, x, channel_dim)
+    no_info = resolve_no_info_value(no_info_value, x, lo, channel_dim)
+    lo_def, hi_def = default_bounds(mode, x, lo, hi, no_info, add_only)
+    lo_user = bound_tensor(lower, x, "lower", channel_dim)
+    hi_user = bound_tensor(upper, x, "upper", channel_dim)
+    lower_t = lo_def if lo_user is None else lo_user
+    upper_t = hi_def if hi_user is None else hi_user
+    if bool((lower_t > upper_t).any()):
+        raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
+    return (lo, hi), no_info, lower_t, upper_t

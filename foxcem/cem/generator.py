@@ -18,7 +18,14 @@ import torch
 from foxcem.cem.loss import CEMEvaluation, CEMLoss
 from foxcem.cem.optimizers import AoExpGrad
 from foxcem.cem.search import CSearch
-from foxcem.cem.tracking import BestIterate, History, merge, plain_evaluation
+from foxcem.cem.tracking import (
+    BestIterate,
+    History,
+    RoundState,
+    as_evaluation,
+    merge,
+    regulariser_weights,
+)
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
 from foxcem.core.progress import progress_bar
@@ -28,24 +35,6 @@ __all__ = ["ExplanationGenerator", "Callback"]
 #: ``callback(iteration, info)``; ``info`` holds (N,) tensors ``loss``, ``attack``, ``success``,
 #: ``l1``, ``l2``, ``active`` and the current explanation ``delta`` (N, …). Return True to stop.
 Callback = Callable[[int, dict[str, Any]], Optional[bool]]
-
-
-class _Round:
-    """The state of one round of optimisation (one value of c per sample)."""
-
-    def __init__(self, param: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        n = param.shape[0]
-        self.param, self.opt = param, opt
-        self.active = torch.ones(n, dtype=torch.bool, device=param.device)
-        self.index: Optional[torch.Tensor] = None  # the rows sent to the gradient (None: all)
-        self.evaluation: Optional[CEMEvaluation] = None
-        self.previous = param.detach().clone()
-        #: whether the attack term has been active (a > −κ) at some iterate of the round.
-        self.engaged = torch.zeros(n, dtype=torch.bool, device=param.device)
-
-    def output(self) -> torch.Tensor:
-        output = getattr(self.opt, "output", None)
-        return output(self.param) if callable(output) else self.param.detach().clone()
 
 
 class ExplanationGenerator:
@@ -69,15 +58,13 @@ class ExplanationGenerator:
             (keys count iterations across rounds).
         verbose: print the mean loss, ‖δ‖₁, ‖δ‖²₂ and success rate as it goes: ``True`` every
             ``num_iter // 10`` iterations, an int k every k iterations.
-        early_stop: freeze a sample once its attack term reached −κ and its explanation changed
-            by at most ``early_stop_tol`` (max-abs) in the last iteration (frozen samples leave
-            the model calls); a round ends when all are frozen (checked every
-            ``early_stop_check`` iterations, the only host sync).
+        early_stop: freeze a sample once its attack reached −κ and δ changed by at most
+            ``early_stop_tol`` (max-abs) in an iteration; frozen samples leave the model calls,
+            and a round ends when all are frozen (checked every ``early_stop_check`` iterations).
         early_stop_tol, early_stop_check: see ``early_stop``.
-        keep_best: return, per sample, the feasible iterate (the attack holds with margin κ) with
-            the smallest regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ seen in any round (l1, l2 of the
-            optimizer; 1 and 0 for one without them). A sample without any is returned as its
-            last iterate with ``meta_data["found"]`` False, and a warning says how many.
+        keep_best: return per sample the feasible iterate (attack holds with margin κ) with the
+            smallest l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ of any round (the optimizer's l1, l2; 1, 0 without).
+            A sample without one keeps its last iterate, ``meta_data["found"]`` False, warned.
         history: record per-sample loss, attack, ‖δ‖₁, ‖δ‖²₂ and success of every iterate.
         progress: show a tqdm progress bar.
         callback: called every iteration, see :data:`Callback`.
@@ -147,18 +134,6 @@ class ExplanationGenerator:
                 kwargs[key] = getattr(loss, key)
         return self.optimizer([param], **kwargs)
 
-    def _weights(self, opt: torch.optim.Optimizer) -> tuple[float, float]:
-        group = opt.param_groups[0]
-        if "l1" in group or "l2" in group:
-            return float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
-        return 1.0, 0.0
-
-    @staticmethod
-    def _as_evaluation(value: Any) -> Optional[CEMEvaluation]:
-        if value is None or isinstance(value, CEMEvaluation):
-            return value
-        return plain_evaluation(value)
-
     # ------------------------------------------------------------------------------ run
     def run(
         self,
@@ -222,9 +197,9 @@ class ExplanationGenerator:
                     assert best is not None
                     loss.set_c(search.update(best.found_this_round))
                 param = delta0.clone()
-                state = _Round(param, self._make_optimizer(param, loss))
+                state = RoundState(param, self._make_optimizer(param, loss))
                 if best is None and self.keep_best and feasible is not None:
-                    best = BestIterate(delta0, *self._weights(state.opt))
+                    best = BestIterate(delta0, *regulariser_weights(state.opt))
                 if best is not None:
                     best.new_round()
                 stopped = self._run_round(state, best, feasible)
@@ -241,9 +216,9 @@ class ExplanationGenerator:
         self._calls += 1
         with torch.no_grad():
             rows = delta if index is None else delta[index]
-            return self._as_evaluation(self._gradient.evaluate(rows, index))  # type: ignore[return-value]
+            return as_evaluation(self._gradient.evaluate(rows, index))  # type: ignore[return-value]
 
-    def _run_round(self, state: _Round, best: Optional[BestIterate], feasible: Any) -> bool:
+    def _run_round(self, state: RoundState, best: Optional[BestIterate], feasible: Any) -> bool:
         """Run one round; True when a callback asked to stop."""
         track = (
             self._history.enabled or best is not None or self.early_stop
@@ -258,7 +233,7 @@ class ExplanationGenerator:
                 kwargs = {} if index is None else {"samples": index}
                 grad_rows = self._gradient(rows.detach(), **kwargs)
                 self._calls += int(getattr(self._gradient, "last_num_calls", 1))
-                seen = self._as_evaluation(getattr(self._gradient, "last_evaluation", None))
+                seen = as_evaluation(getattr(self._gradient, "last_evaluation", None))
             else:
                 seen = None
             if track:
@@ -294,7 +269,7 @@ class ExplanationGenerator:
                     state.index = state.active.nonzero().flatten()
         return False
 
-    def _after_step(self, state: _Round, step: int) -> bool:
+    def _after_step(self, state: RoundState, step: int) -> bool:
         """Bookkeeping for the iterate after ``step`` (its evaluation is known); True: stop."""
         assert state.evaluation is not None
         current = state.param.detach()
@@ -313,21 +288,16 @@ class ExplanationGenerator:
             info = {"delta": current, **record, "active": state.active}
             stop = bool(self.callback(self._done, info))
         if self.verbose_every and self._done % self.verbose_every == 0:
-            print(
-                f"CEM iter {self._done}/{self.num_iter}: "
-                f"loss {float(record['loss'].float().mean()):.4g}  "
-                f"l1 {float(record['l1'].mean()):.4g}  l2 {float(record['l2'].mean()):.4g}  "
-                f"success {float(record['success'].float().mean()):.2%}"
-            )
+            print(f"CEM iter {self._done}/{self.num_iter}: {History.summary(record)}")
         return stop
 
-    def _save(self, state: _Round, done: int) -> None:
+    def _save(self, state: RoundState, done: int) -> None:
         if self.save_freq is not None and done % self.save_freq == 0 and done > 1:
             self._savepoints[str(done)] = state.output()
 
     def _finish(
         self,
-        state: _Round,
+        state: RoundState,
         best: Optional[BestIterate],
         invalid: torch.Tensor,
         meta_data: Optional[dict[str, Any]],

@@ -23,7 +23,7 @@ from typing import Optional, Protocol, Union, runtime_checkable
 
 import torch
 
-from foxcem.cem.loss import CEMEvaluation
+from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.core.model_state import gradients_enabled
 
 __all__ = ["AutogradGradient", "GradientSource", "PerSampleLoss", "takes_samples"]

@@ -15,18 +15,18 @@ wider) whatever the model computes in, so half-precision models do not lose the 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from foxcem.cem.bounds import (
-    BoundLike,
-    NoInfoLike,
-    bound_tensor,
-    default_bounds,
-    resolve_feature_range,
-    resolve_no_info_value,
+from foxcem.cem.bounds import BoundLike, NoInfoLike, resolve_box
+from foxcem.cem.evaluation import (
+    MODES,
+    CEMEvaluation,
+    accumulation_dtype,
+    check_c,
+    check_mode,
 )
 from foxcem.core.checks import (
     TargetLike,
@@ -38,34 +38,9 @@ from foxcem.core.checks import (
 )
 from foxcem.core.explainer import predict_scores
 
-__all__ = ["CEMLoss", "CEMEvaluation", "check_mode", "MODES"]
+__all__ = ["CEMLoss", "CEMEvaluation", "check_mode", "MODES"]  # the last three re-exported
 
 SampleIndex = Union[torch.Tensor, slice, None]
-MODES = ("PP", "PN")
-
-
-class CEMEvaluation(NamedTuple):
-    """Everything one model call tells about δ; each field has the leading shape of the call."""
-
-    #: the loss value c·hinge(attack) + γ·AE term.
-    loss: torch.Tensor
-    #: the attack value ``a`` before the hinge (the loss is saturated when a ≤ −κ).
-    attack: torch.Tensor
-    #: whether the explanation holds (PP: argmax f(v+δ) = t; PN: argmax f(x+δ) ≠ t, or = j).
-    success: torch.Tensor
-    #: argmax of the model's scores on the perturbed input.
-    prediction: torch.Tensor
-
-
-def check_mode(mode: object) -> str:
-    """``mode`` as ``"PP"`` or ``"PN"`` (case-insensitive); ``ValueError`` for anything else."""
-    if not isinstance(mode, str) or mode.upper() not in MODES:
-        raise ValueError(f"`mode` must be one of {list(MODES)}, got {mode!r}")
-    return mode.upper()
-
-
-def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 class CEMLoss:
@@ -155,7 +130,7 @@ class CEMLoss:
         if self.gamma > 0 and AE is None:
             raise ValueError("`AE` is required when `gamma` > 0")
         self.AE = AE
-        self.c = self._check_c(c)
+        self.c = check_c(c, self.x)
         #: dtype of the model's scores in the last evaluation (the precision it computes in).
         self.score_dtype: Optional[torch.dtype] = None
 
@@ -172,43 +147,20 @@ class CEMLoss:
         if add_only and self.mode != "PN":
             raise ValueError("`add_only` applies to mode='PN' only")
 
-        self.feature_range = resolve_feature_range(feature_range, self.x, self.channel_dim)
-        self.no_info = resolve_no_info_value(
-            no_info_value, self.x, self.feature_range[0], self.channel_dim
-        )
+        box = resolve_box(
+            self.mode, self.x, self.channel_dim, feature_range, no_info_value, lower, upper,
+            bool(add_only),
+        )  # fmt: skip
+        self.feature_range, self.no_info, self.lower, self.upper = box
         #: what the model sees for δ = 0: v (PP) or x (PN).
         self.base = self._base()
-        lo_def, hi_def = default_bounds(
-            self.mode, self.x, *self.feature_range, self.no_info, bool(add_only)
-        )
-        lo_user = bound_tensor(lower, self.x, "lower", self.channel_dim)
-        hi_user = bound_tensor(upper, self.x, "upper", self.channel_dim)
-        self.lower = lo_def if lo_user is None else lo_user
-        self.upper = hi_def if hi_user is None else hi_user
-        if bool((self.lower > self.upper).any()):
-            raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
         if self.AE is not None:
             self._check_autoencoder()
 
     # ------------------------------------------------------------------ setup helpers
-    def _check_c(self, c: Union[float, torch.Tensor]) -> torch.Tensor:
-        n = self.x.shape[0]
-        if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)):
-            raise TypeError(f"`c` must be a float or a (N,) tensor, got {type(c).__name__}")
-        value = torch.as_tensor(c, device=self.x.device).to(_accumulation_dtype(self.x.dtype))
-        if value.dim() == 0:
-            value = value.expand(n)
-        if value.shape != (n,):
-            raise ValueError(
-                f"`c` must be a float or a tensor of shape (N,) = ({n},), got {tuple(value.shape)}"
-            )
-        if bool((value < 0).any()) or not bool(torch.isfinite(value).all()):
-            raise ValueError("`c` must be finite and >= 0")
-        return value.clone()
-
     def set_c(self, c: Union[float, torch.Tensor]) -> None:
         """Change the attack weight (a float, or one value per sample, (N,))."""
-        self.c = self._check_c(c)
+        self.c = check_c(c, self.x)
 
     def _check_pn_target(self, pn_target: TargetLike) -> Optional[torch.Tensor]:
         if pn_target is None:
@@ -319,7 +271,7 @@ class CEMLoss:
         inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
         raw = check_scores(self.model(inputs), rows)
         self.score_dtype = raw.dtype
-        scores = raw.to(_accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
+        scores = raw.to(accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
         target = target.expand(lead)
         f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         if self.pn_target is not None:

@@ -6,9 +6,18 @@ from typing import Any, Optional
 
 import torch
 
-from foxcem.cem.loss import CEMEvaluation
+from foxcem.cem.evaluation import CEMEvaluation
 
-__all__ = ["BestIterate", "History", "regulariser"]
+__all__ = [
+    "BestIterate",
+    "History",
+    "RoundState",
+    "as_evaluation",
+    "merge",
+    "plain_evaluation",
+    "regulariser",
+    "regulariser_weights",
+]
 
 
 def regulariser(delta: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
@@ -79,6 +88,15 @@ class History:
             "success": evaluation.success,
         }
 
+    @staticmethod
+    def summary(record: dict[str, torch.Tensor]) -> str:
+        """One line of batch means: loss, ‖δ‖₁, ‖δ‖²₂ and the success rate."""
+        return (
+            f"loss {float(record['loss'].float().mean()):.4g}  "
+            f"l1 {float(record['l1'].mean()):.4g}  l2 {float(record['l2'].mean()):.4g}  "
+            f"success {float(record['success'].float().mean()):.2%}"
+        )
+
     def append(self, record: dict[str, torch.Tensor]) -> None:
         if self.enabled:
             for key in self.KEYS:
@@ -102,6 +120,13 @@ def plain_evaluation(values: torch.Tensor) -> CEMEvaluation:
     )
 
 
+def as_evaluation(value: Any) -> Optional[CEMEvaluation]:
+    """A gradient source's evaluation as a :class:`CEMEvaluation` (values alone: no attack)."""
+    if value is None or isinstance(value, CEMEvaluation):
+        return value
+    return plain_evaluation(value)
+
+
 def merge(
     previous: Optional[CEMEvaluation], rows: CEMEvaluation, index: Optional[torch.Tensor]
 ) -> CEMEvaluation:
@@ -111,3 +136,29 @@ def merge(
     return CEMEvaluation(
         *(old.index_copy(0, index, new.to(old.dtype)) for old, new in zip(previous, rows))
     )
+
+
+class RoundState:
+    """The state of one round of optimisation (one value of c per sample)."""
+
+    def __init__(self, param: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        n = param.shape[0]
+        self.param, self.opt = param, opt
+        self.active = torch.ones(n, dtype=torch.bool, device=param.device)
+        self.index: Optional[torch.Tensor] = None  # the rows sent to the gradient (None: all)
+        self.evaluation: Optional[CEMEvaluation] = None
+        self.previous = param.detach().clone()
+        #: whether the attack term has been active (a > −κ) at some iterate of the round.
+        self.engaged = torch.zeros(n, dtype=torch.bool, device=param.device)
+
+    def output(self) -> torch.Tensor:
+        output = getattr(self.opt, "output", None)
+        return output(self.param) if callable(output) else self.param.detach().clone()
+
+
+def regulariser_weights(opt: torch.optim.Optimizer) -> tuple[float, float]:
+    """(l1, l2) of the optimizer's first group; (1, 0) for one without them (e.g. Adam)."""
+    group = opt.param_groups[0]
+    if "l1" in group or "l2" in group:
+        return float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
+    return 1.0, 0.0

@@ -33,35 +33,19 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.cem.gradient_source import Evaluation, GradientSource, PerSampleLoss, loss_values
-from foxcem.cem.loss import CEMEvaluation
+from foxcem.core.batching import auto_batch_size, is_out_of_memory
 from foxcem.core.checks import check_finite_float, check_positive_int
 from foxcem.core.seeding import check_seed, counter_keys, counter_normal, fresh_seed, mix_key
 
-__all__ = ["URVGradientEstimator", "Sampler", "auto_batch_size"]
+__all__ = ["URVGradientEstimator", "Sampler"]
 
 #: ``sampler(shape, generator=..., device=..., dtype=...)`` returns raw Gaussian noise of
 #: ``shape`` = (n, q, …) for a whole call; the estimator normalises each (sample, direction).
 Sampler = Callable[..., torch.Tensor]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-
-def auto_batch_size(sample_numel: int, device: torch.device, total_rows: int) -> int:
-    """Rows per model call when ``batch_size="auto"``.
-
-    On the CPU, passes whose inputs stay within a few MiB of cache run fastest (measured on the
-    digits CNN and IBM's MNIST CNN: 2–3× faster than one huge pass); on a GPU, the whole stream
-    in one pass (the estimator halves a pass that runs out of memory and keeps the smaller size).
-    """
-    if device.type == "cpu":
-        rows = (1 << 17) // max(sample_numel, 1)
-        return int(min(max(rows, 16), 256, total_rows))
-    return max(total_rows, 1)
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc)
 
 
 class URVGradientEstimator(GradientSource):
@@ -75,7 +59,7 @@ class URVGradientEstimator(GradientSource):
         num_directions: q, the number of random directions per sample and call.
         mu: constant smoothing radius; ``None``: μ_t = 1/(√t·√d), never below the floor.
         batch_size: the most rows per model call: an int, ``None`` (no limit: one pass) or
-            ``"auto"`` (:func:`auto_batch_size`). The result does not depend on it.
+            ``"auto"`` (:func:`~foxcem.core.batching.auto_batch_size`). The result does not depend on it.
         two_sided: the symmetric difference (``True``), the one-sided one (``False``), or
             ``"auto"``: two-sided when the model computes in float16/bfloat16.
         generator: a ``torch.Generator`` to draw the seed from (kept for compatibility; the
@@ -257,7 +241,7 @@ class URVGradientEstimator(GradientSource):
                     samples[local],
                 )
             except RuntimeError as exc:  # a pass too large for the GPU: halve it and retry
-                if not _is_out_of_memory(exc) or size == 1:
+                if not is_out_of_memory(exc) or size == 1:
                     raise
                 size = max(1, size // 2)
                 torch.cuda.empty_cache()

@@ -41,6 +41,11 @@ from foxcem.core.checks import (
 from foxcem.core.explainer import Explainer, split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import resolve_explainer
+from foxcem.integrations.lightning.batches import (
+    cem_default_mode,
+    default_batch_transform,
+    plain_cpu,
+)
 from foxcem.integrations.lightning.image_logging import log_images
 from foxcem.viz.images import SIGNS, explanation_images, to_uint8
 
@@ -48,34 +53,6 @@ __all__ = ["ExplanationCallback"]
 
 #: Methods whose convergence delta (completeness gap) is recorded by default.
 DELTA_METHODS = ("integrated_gradients", "layer_integrated_gradients")
-
-
-def _plain_cpu(tensor: torch.Tensor) -> torch.Tensor:
-    """A detached CPU copy that is not an inference tensor."""
-    with torch.inference_mode(False):
-        return tensor.detach().to("cpu").clone()
-
-
-def _default_batch_transform(batch: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``x``, ``(x, y, ...)`` or ``{"x"|"input"|"inputs"|"image": ..., "y"|"label"|...}``."""
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        y = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
-        return batch[0], y
-    if isinstance(batch, Mapping):
-        x = next(
-            (batch[k] for k in ("x", "input", "inputs", "image", "images") if k in batch), None
-        )
-        y = next(
-            (batch[k] for k in ("y", "label", "labels", "target", "targets") if k in batch), None
-        )
-        if isinstance(x, torch.Tensor):
-            return x, y if isinstance(y, torch.Tensor) else None
-    raise ValueError(
-        "ExplanationCallback cannot find the inputs in a validation batch of type "
-        f"{type(batch).__name__}; pass batch_transform=lambda batch: (x, y_or_None)"
-    )
 
 
 class ExplanationCallback(Callback):
@@ -154,7 +131,7 @@ class ExplanationCallback(Callback):
         self.every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
         self.explainer_kwargs = dict(explainer_kwargs or {})
         self.use_labels = bool(use_labels)
-        self.batch_transform = batch_transform or _default_batch_transform
+        self.batch_transform = batch_transform or default_batch_transform
         self.get_model = get_model
         self.sign = check_choice(sign, "sign", SIGNS)
         self.dirpath = None if dirpath is None else Path(dirpath)
@@ -167,7 +144,7 @@ class ExplanationCallback(Callback):
         self._fixed = samples is not None
         if samples is not None:
             check_tensor(samples, "samples")
-            self.samples = _plain_cpu(samples)
+            self.samples = plain_cpu(samples)
             if targets is not None:
                 # Range-checked against the model's outputs when explaining.
                 self.targets = check_target(targets, len(samples), 2**62, name="targets")
@@ -213,11 +190,11 @@ class ExplanationCallback(Callback):
             return
         x, y = self.batch_transform(batch)
         need = self.num_samples - self._have()
-        self._captured.append(_plain_cpu(x[:need]))
+        self._captured.append(plain_cpu(x[:need]))
         if self.use_labels:
             if y is None:
                 raise ValueError("use_labels=True but the validation batches carry no labels")
-            self._labels.append(_plain_cpu(y[:need]).long())
+            self._labels.append(plain_cpu(y[:need]).long())
         if self._have() >= self.num_samples:
             self._finish_capture()
 
@@ -295,7 +272,7 @@ class ExplanationCallback(Callback):
         if isinstance(delta, torch.Tensor):
             metrics["abs_convergence_delta"] = float(delta.abs().float().mean())
         if self.name == "cem" and attributions.shape == x.shape:
-            mode = str(kwargs.get("mode", _cem_default_mode(self.explainer))).upper()
+            mode = str(kwargs.get("mode", cem_default_mode(self.explainer))).upper()
             if mode == "PN":
                 success = model(x + attributions).argmax(dim=1) != targets
             else:
@@ -336,22 +313,3 @@ class ExplanationCallback(Callback):
         if state_dict.get("samples") is not None and not self._fixed:
             self.samples = state_dict["samples"]
             self.targets = state_dict.get("targets")
-
-
-def _cem_default_mode(explainer: Explainer) -> str:
-    """The default ``mode`` of a CEM explainer's ``calculate_features`` (``"PN"`` if unknown)."""
-    import inspect
-
-    for function in (
-        getattr(explainer, "create_explainer", None),
-        getattr(explainer, "calculate_features", None),
-    ):
-        if function is None:
-            continue
-        try:
-            parameter = inspect.signature(function).parameters.get("mode")
-        except (TypeError, ValueError):
-            continue
-        if parameter is not None and isinstance(parameter.default, str):
-            return parameter.default
-    return "PN"

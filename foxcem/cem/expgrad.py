@@ -1,0 +1,264 @@
+"""The machinery every ExpGrad optimizer shares: a ``torch.optim.Optimizer`` with per-sample
+state, bounds, the active mask, the exactly sparse output, and a lossless ``state_dict``.
+
+Subclasses implement ``_update`` (the method's step for one parameter), as
+:class:`~foxcem.cem.AdaExpGrad` and :class:`~foxcem.cem.AoExpGrad` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Optional, Union
+
+import torch
+
+from foxcem.cem.prox import exp_grad_prox, per_sample
+from foxcem.cem.wright_omega import widest_float
+from foxcem.core.checks import check_finite_float
+
+__all__ = ["ExpGradOptimizer", "BoundLike"]
+
+BoundLike = Union[float, torch.Tensor, None]
+
+
+def _as_bound(
+    value: BoundLike, param: torch.Tensor, dtype: torch.dtype, name: str
+) -> Optional[torch.Tensor]:
+    if value is None:
+        return None
+    bound = torch.as_tensor(value, device=param.device).to(dtype)
+    try:
+        bound = torch.broadcast_to(bound, param.shape).clone()
+    except RuntimeError:
+        raise ValueError(
+            f"`{name}` must be broadcastable to the parameter's shape {tuple(param.shape)}, "
+            f"got shape {tuple(bound.shape)}"
+        ) from None
+    if bool(torch.isnan(bound).any()):
+        raise ValueError(f"`{name}` must not contain NaN")
+    return bound
+
+
+def _state_dtype(param: torch.Tensor) -> torch.dtype:
+    """The dtype of x, y, h: the parameter's, but at least float32."""
+    return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
+
+
+class ExpGradOptimizer(torch.optim.Optimizer):
+    """Shared machinery of the ExpGrad optimizers: hyper-parameters, bounds, per-sample state,
+    the active mask and the sparse output. Subclasses implement :meth:`_update`.
+
+    Args:
+        params: the perturbation tensor(s), each (N, …) with samples along dim 0.
+        eta: step-size scale η > 0.
+        l1, l2: weights of the regulariser l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ (the CEM paper's β‖δ‖₁ + ‖δ‖²₂
+            is l1 = β, l2 = 2).
+        lower, upper: elementwise bounds on δ, scalars or tensors broadcastable to the parameter.
+        zero_tol: entries of the output with magnitude at most ``zero_tol`` × the sample's
+            largest bound magnitude (or × 1 without bounds) are exactly 0. The averaged iterate
+            otherwise keeps faint traces of every entry it ever touched; 0 turns this off.
+    """
+
+    #: λ before the first step.
+    _lam0: float = 0.0
+    #: The state entry the parameter holds after a step: the next gradient point.
+    _point: str = "x"
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        eta: float = 1.0,
+        l1: float = 0.5,
+        l2: float = 0.5,
+        lower: BoundLike = None,
+        upper: BoundLike = None,
+        zero_tol: float = 1e-3,
+    ) -> None:
+        defaults = dict(
+            eta=check_finite_float(eta, "eta", minimum=0.0, strict=True),
+            l1=check_finite_float(l1, "l1", minimum=0.0),
+            l2=check_finite_float(l2, "l2", minimum=0.0),
+            lower=lower,
+            upper=upper,
+            zero_tol=check_finite_float(zero_tol, "zero_tol", minimum=0.0),
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (its own ``eta``, ``l1``, ``l2``, bounds optional); checks its tensors."""
+        for p in (
+            [param_group["params"]]
+            if isinstance(param_group["params"], torch.Tensor)
+            else (param_group["params"])
+        ):
+            if not isinstance(p, torch.Tensor) or p.dim() < 1:
+                raise ValueError("each parameter must be a tensor with a sample dimension (N, ...)")
+            if not p.is_floating_point():
+                raise TypeError(f"each parameter must be floating, got {p.dtype}")
+        for key in ("eta", "l1", "l2", "zero_tol"):
+            if key in param_group:
+                strict = key == "eta"
+                param_group[key] = check_finite_float(param_group[key], key, 0.0, strict)
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:  # bounds checked now, not at the first step
+            lo = _as_bound(group["lower"], p, _state_dtype(p), "lower")
+            hi = _as_bound(group["upper"], p, _state_dtype(p), "upper")
+            if lo is not None and hi is not None and bool((lo > hi).any()):
+                raise ValueError("`lower` must be <= `upper` everywhere")
+
+    # ------------------------------------------------------------------------------ state
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        n = p.shape[0]
+        work = _state_dtype(p)
+        # Per-sample counters and λ in float64 (B = t(t+1)/2 outgrows float32's 24-bit mantissa).
+        sdt = widest_float(p.device)
+        lo = _as_bound(group["lower"], p, work, "lower")
+        hi = _as_bound(group["upper"], p, work, "upper")
+        start = p.detach().to(work)
+        if lo is not None:
+            start = torch.maximum(start, lo)
+        if hi is not None:
+            start = torch.minimum(start, hi)
+        state["step"] = torch.zeros(n, dtype=sdt, device=p.device)
+        state["lam"] = torch.full((n,), self._lam0, dtype=sdt, device=p.device)
+        state["x"] = start.clone()
+        state["y"] = start.clone()
+        state["lower"], state["upper"] = lo, hi
+        magnitude = self._bound_magnitude(lo, hi, p)
+        state["bound_scale"] = magnitude.reshape(n, -1).amax(dim=1).to(sdt)
+        beta = 1.0 / p[0].numel()
+        state["cap"] = None if lo is None or hi is None else torch.log1p(magnitude / beta)
+        state.setdefault("active", torch.ones(n, dtype=torch.bool, device=p.device))
+        state["invalid"] = torch.zeros(n, dtype=torch.bool, device=p.device)
+
+    @staticmethod
+    def _bound_magnitude(
+        lo: Optional[torch.Tensor], hi: Optional[torch.Tensor], p: torch.Tensor
+    ) -> torch.Tensor:
+        if lo is None and hi is None:
+            return torch.ones(p.shape, dtype=_state_dtype(p), device=p.device)
+        if lo is None or hi is None:
+            return (lo if hi is None else hi).abs()  # type: ignore[union-attr]
+        return torch.maximum(lo.abs(), hi.abs())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`, keeping every state tensor's dtype (torch's default
+        casts them to the parameter's dtype, which would turn the bool mask and the float64
+        counters into floats of the parameter's precision)."""
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict["state"].items():
+            p = params[int(index)]
+            for key, value in saved.items():
+                if isinstance(value, torch.Tensor):
+                    self.state[p][key] = value.detach().to(device=p.device).clone()
+
+    def _update(
+        self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """The method's step for one parameter: its new state entries, every sample updated."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Optional[torch.Tensor]:
+        """One step for every parameter with a ``.grad``; frozen samples keep state and value.
+
+        Args:
+            closure: optional callable that re-evaluates the loss (run with grad enabled).
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "step" not in state:
+                    self._init_state(p, state, group)
+                g = p.grad.detach().to(state["x"].dtype)
+                # A NaN/inf gradient would poison the sample's state: the sample is frozen and
+                # flagged instead (no host sync; see :meth:`invalid`).
+                finite = torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
+                state["invalid"] = state["invalid"] | ~finite
+                state["active"] = state["active"] & finite
+                g = torch.where(per_sample(finite, g).bool(), g, torch.zeros_like(g))
+                self._commit(state, self._update(g, state, group))
+                p.copy_(self._sparse(state[self._point], state, group))
+        return loss
+
+    def _sparse(
+        self, value: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> torch.Tensor:
+        tol = float(group.get("zero_tol", 0.0))
+        if tol <= 0:
+            return value
+        limit = per_sample(state["bound_scale"] * tol, value)
+        return torch.where(value.abs() <= limit, torch.zeros_like(value), value)
+
+    def set_active(self, mask: torch.Tensor, param: Optional[torch.Tensor] = None) -> None:
+        """Freeze samples: where ``mask`` (N,) is False, :meth:`step` leaves state and value alone.
+
+        Args:
+            mask: (N,) bool tensor on the parameter's device.
+            param: the parameter it applies to (default: every parameter).
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                if param is not None and p is not param:
+                    continue
+                if mask.shape != (p.shape[0],):
+                    raise ValueError(
+                        f"`mask` must have shape ({p.shape[0]},), got {tuple(mask.shape)}"
+                    )
+                self.state[p]["active"] = mask.to(device=p.device, dtype=torch.bool)
+
+    def output(self, param: torch.Tensor) -> torch.Tensor:
+        """The averaged iterate y of ``param`` (a copy, (N, …), exactly sparse below
+        ``zero_tol``); ``param`` itself before a step."""
+        state = self.state.get(param, {})
+        if "y" not in state:
+            return param.detach().clone()
+        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
+        return self._sparse(state["y"], state, group).to(param.dtype)
+
+    def invalid(self, param: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: samples that received a NaN/inf gradient (frozen since then)."""
+        state = self.state.get(param, {})
+        if "invalid" not in state:
+            return torch.zeros(param.shape[0], dtype=torch.bool, device=param.device)
+        return state["invalid"].clone()
+
+    def steps(self, param: torch.Tensor) -> torch.Tensor:
+        """Steps taken per sample, (N,) (frozen samples do not advance)."""
+        state = self.state.get(param, {})
+        if "step" not in state:
+            return torch.zeros(param.shape[0], dtype=torch.long, device=param.device)
+        return state["step"].long()
+
+    @staticmethod
+    def _commit(state: dict[str, Any], updates: dict[str, torch.Tensor]) -> None:
+        active = state["active"]
+        for key, new in updates.items():
+            old = state[key]
+            mask = active.reshape((-1,) + (1,) * (new.dim() - 1))
+            state[key] = torch.where(mask, new, old)
+
+    def _prox(
+        self,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        G: torch.Tensor,
+        alpha: torch.Tensor,
+        scale: torch.Tensor,
+    ) -> torch.Tensor:
+        beta = 1.0 / G[0].numel()
+        return exp_grad_prox(
+            state["x"], G, alpha, group["l1"], group["l2"], scale, beta,
+            state["lower"], state["upper"], state["cap"],
+        )  # fmt: skip

@@ -1,0 +1,59 @@
+"""What the Lightning callback reads from a training run: inputs from batches, plain tensors,
+and a CEM explainer's default mode. Lightning itself is not imported here."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import torch
+
+from foxcem.core.explainer import Explainer
+
+__all__ = ["cem_default_mode", "default_batch_transform", "plain_cpu"]
+
+
+def plain_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached CPU copy that is not an inference tensor."""
+    with torch.inference_mode(False):
+        return tensor.detach().to("cpu").clone()
+
+
+def default_batch_transform(batch: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``x``, ``(x, y, ...)`` or ``{"x"|"input"|"inputs"|"image": ..., "y"|"label"|...}``."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        y = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+        return batch[0], y
+    if isinstance(batch, Mapping):
+        x = next(
+            (batch[k] for k in ("x", "input", "inputs", "image", "images") if k in batch), None
+        )
+        y = next(
+            (batch[k] for k in ("y", "label", "labels", "target", "targets") if k in batch), None
+        )
+        if isinstance(x, torch.Tensor):
+            return x, y if isinstance(y, torch.Tensor) else None
+    raise ValueError(
+        "ExplanationCallback cannot find the inputs in a validation batch of type "
+        f"{type(batch).__name__}; pass batch_transform=lambda batch: (x, y_or_None)"
+    )
+
+
+def cem_default_mode(explainer: Explainer) -> str:
+    """The default ``mode`` of a CEM explainer's ``calculate_features`` (``"PN"`` if unknown)."""
+    for function in (
+        getattr(explainer, "create_explainer", None),
+        getattr(explainer, "calculate_features", None),
+    ):
+        if function is None:
+            continue
+        try:
+            parameter = inspect.signature(function).parameters.get("mode")
+        except (TypeError, ValueError):
+            continue
+        if parameter is not None and isinstance(parameter.default, str):
+            return parameter.default
+    return "PN"
