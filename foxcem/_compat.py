@@ -81,8 +81,10 @@ class MovedModule(types.ModuleType):
             return names
         for target in self.__targets__:
             module = importlib.import_module(target)
-            if name in vars(module):
-                return vars(module)[name]
+            try:  # getattr, not vars(): a target may itself serve names lazily
+                return getattr(module, name)
+            except AttributeError:
+                continue
         raise AttributeError(
             f"module {self.__name__!r} (now {', '.join(self.__targets__)}) has no attribute "
             f"{name!r}"

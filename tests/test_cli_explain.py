@@ -81,6 +81,7 @@ def _normalised(paths: list[Path]) -> torch.Tensor:
     return (images - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
+@pytest.mark.slow
 def test_round_trip_subprocess_matches_library(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     cmd = [
@@ -189,6 +190,7 @@ def test_bad_invocations_exit_2_with_one_line(
     assert expected in line
 
 
+@pytest.mark.slow
 def test_bad_invocation_subprocess(files: dict[str, Path], tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "foxcem", "explain", str(files["features"]), str(files["a"])]
     done = subprocess.run(

@@ -133,6 +133,7 @@ def test_demo_bad_options(argv: list[str], message: str, capsys: pytest.CaptureF
     assert len(err) == 1 and err[0].startswith("foxcem demo: error:") and message in err[0]
 
 
+@pytest.mark.slow
 def test_demo_cem_defaults_succeed(demo_run: dict[str, Any]) -> None:
     """With the demo's default CEM settings, PN flips and PP keeps the class of real digits."""
     summary = run_demo(

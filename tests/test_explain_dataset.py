@@ -215,6 +215,7 @@ def _ddp_command(root: Path, output: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_a_single_process_run(data: dict[str, Any], tmp_path: Path) -> None:
     """The CLI with strategy=ddp on 2 CPU processes (gloo); Lightning launches rank 1 itself."""
     reference = tmp_path / "reference"
@@ -356,6 +357,7 @@ explain_dataset(
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
 def test_ddp_run_killed_midway_resumes_to_the_same_result(
     data: dict[str, Any], tmp_path: Path

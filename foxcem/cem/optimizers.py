@@ -28,10 +28,10 @@ from typing import Any
 import torch
 
 from foxcem.cem.expgrad import BoundLike, ExpGradOptimizer
-from foxcem.cem.prox import per_sample
+from foxcem.cem.prox import exp_grad_prox, per_sample
 from foxcem.core.checks import check_finite_float
 
-__all__ = ["AdaExpGrad", "AoExpGrad", "ExpGradOptimizer"]
+__all__ = ["AdaExpGrad", "AoExpGrad", "ExpGradOptimizer", "exp_grad_prox"]
 
 
 class AdaExpGrad(ExpGradOptimizer):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,18 +25,30 @@ import torch
 
 from foxcem.cli.errors import CLIError
 from foxcem.cli.options import parse_floats, parse_options, parse_size, parse_targets
+from foxcem.cli.outputs import jsonable, safe_stem, unscale, write_image_png
 from foxcem.core.explainer import split_convergence_delta
-from foxcem.io.files import ExportedModule, first_line, load_inputs, load_model
+from foxcem.io.files import (
+    IMAGE_SUFFIXES,
+    TENSOR_SUFFIXES,
+    ExportedModule,
+    first_line,
+    load_inputs,
+    load_model,
+    read_tensor_file,
+)
 
 __all__ = [
     "register",
     "run",
     "preprocess",
+    # moved to foxcem.io.files and foxcem.cli.options; importable from here as before
+    "IMAGE_SUFFIXES",
+    "TENSOR_SUFFIXES",
+    "load_inputs",
+    "load_model",
+    "parse_options",
+    "read_tensor_file",
 ]
-
-#: PNGs smaller than this (short side, pixels) are enlarged by an integer factor (nearest).
-MIN_PNG_SIZE = 128
-
 
 def register(subparsers: Any) -> None:
     """Add the ``explain`` subcommand."""
@@ -169,37 +180,6 @@ def _resolve_layer(model: Any, options: dict[str, Any]) -> None:
     options["layer"] = modules[layer]
 
 
-def _unscale(
-    batch: torch.Tensor, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]
-) -> torch.Tensor:
-    if std is not None:
-        batch = batch * torch.tensor(std).view(1, -1, 1, 1)
-    if mean is not None:
-        batch = batch + torch.tensor(mean).view(1, -1, 1, 1)
-    return batch
-
-
-def _safe_stem(name: str, used: set[str]) -> str:
-    match = re.fullmatch(r"(.*)\[(\d+)\]", name)  # sample i of a batched tensor file
-    stem = f"{Path(match.group(1)).stem}_{match.group(2)}" if match else Path(name).stem
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "input"
-    candidate, k = stem, 1
-    while candidate in used:
-        k += 1
-        candidate = f"{stem}_{k}"
-    used.add(candidate)
-    return candidate
-
-
-def _write_png(image: torch.Tensor, path: Path) -> None:
-    """Write (3, H, W) float in [0, 1], enlarged (nearest) when small."""
-    from torchvision.io import write_png
-
-    from foxcem.viz import enlarge, to_uint8
-
-    write_png(to_uint8(enlarge(image, MIN_PNG_SIZE)).cpu(), str(path))
-
-
 # ----------------------------------------------------------------------------------------------
 # the command
 
@@ -291,17 +271,17 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"cannot create output folder {output}: {exc.strerror or exc}") from None
     attributions = result.detach().cpu()
-    display = _unscale(batch, mean, std)
+    display = unscale(batch, mean, std)
     maps = normalize_attribution(attributions, sign=args.sign)
     heat = attribution_to_rgb(attributions, sign=args.sign, size=display.shape[-2:])
     blended = overlay(display, heat, alpha=args.alpha, weights=maps.abs())
     used: set[str] = set()
     written = []
     for i, name in enumerate(names):
-        stem = _safe_stem(name, used)
+        stem = safe_stem(name, used)
         for suffix, image in (("heatmap", heat[i]), ("overlay", blended[i])):
             path = output / f"{stem}_{suffix}.png"
-            _write_png(image, path)
+            write_image_png(image, path)
             written.append(path.name)
     payload: dict[str, Any] = {
         "attributions": attributions,
@@ -311,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
         "targets": targets,
         "predictions": predictions,
         "method": explainer.registry_name or args.method,
-        "options": json.dumps({k: _jsonable(v) for k, v in options.items()}),
+        "options": json.dumps({k: jsonable(v) for k, v in options.items()}),
     }
     if delta is not None:
         payload["convergence_delta"] = delta.detach().cpu()
@@ -321,11 +301,3 @@ def _run(args: argparse.Namespace) -> int:
         f"{tuple(attributions.shape)} -> {output / 'attributions.pt'}, {len(written)} PNGs in {output}"
     )
     return 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
