@@ -154,6 +154,24 @@ def test_demo_cem_defaults_succeed(demo_run: dict[str, Any]) -> None:
     assert summary["methods"]["cem_pn"]["mean_l1"] > 0
 
 
+def test_demo_trains_an_autoencoder_and_its_cem_runs_use_it(demo_run: dict[str, Any]) -> None:
+    summary = json.loads((demo_run["out"] / "summary.json").read_text())
+    ae = summary["model"]["autoencoder"]
+    assert Path(ae["weights"]).is_file() and ae["weights"] != summary["model"]["weights"]
+    for key in ("cem_pp", "cem_pn", "cem_pn_urv"):
+        stats = summary["methods"][key]
+        assert stats["autoencoder"] is True and stats["options"]["gamma"] == 100.0
+    # the autoencoder reconstructs held-out digits better than a blank guess does
+    from foxcem.demo.digits import DigitsAutoencoder
+
+    split = load_digits_split(seed=0)
+    model = DigitsAutoencoder()
+    model.load_state_dict(torch.load(ae["weights"], weights_only=True)["state_dict"])
+    with torch.no_grad():
+        error = (model.eval()(split.x_test) - split.x_test).pow(2).mean()
+    assert error < 0.2 * split.x_test.pow(2).mean()
+
+
 def test_lower_case_mode_in_extra_options_is_scored_as_that_mode(
     digits_model: torch.nn.Module, digits_split: Any
 ) -> None:

@@ -66,6 +66,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: 30)")
     parser.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="weight of the autoencoder term in the CEM runs (default: 100; 0: no autoencoder)",
+    )
+    parser.add_argument(
         "--no-cache", action="store_true", help="always train; do not read or write the cache"
     )
     parser.add_argument(
@@ -108,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         config.num_iter = args.num_iter
     if args.epochs is not None:
         config.epochs = args.epochs
+    if args.gamma is not None:
+        if not (args.gamma >= 0 and args.gamma < float("inf")):
+            raise CLIError(f"--gamma must be a finite number >= 0, got {args.gamma}")
+        config.gamma = args.gamma
     summary = run_demo(config, log=print)
     print(format_table(summary))
     print(f"wrote {', '.join(summary['files'])} to {summary['output']}")

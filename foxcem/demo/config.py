@@ -14,6 +14,7 @@ __all__ = [
     "ATTRIBUTION_OPTIONS",
     "CEM_OPTIONS",
     "DEFAULT_CEM",
+    "DEMO_GAMMA",
     "DEFAULT_METHODS",
     "DEFAULT_NUM_IMAGES",
     "FIGURE_DPI",
@@ -56,7 +57,10 @@ ALIASES = {
 DEFAULT_NUM_IMAGES = 6
 
 #: CEM settings shared by the demo's CEM runs (``num_iter`` is ``--num-iter``).
-DEFAULT_CEM: dict[str, Any] = {"num_iter": 300}
+DEFAULT_CEM: dict[str, Any] = {"num_iter": 200}
+#: Weight γ of the autoencoder term in the demo's CEM runs: its PPs keep strokes and its PNs add
+#: strokes, rather than scattered pixels (0 turns the autoencoder off).
+DEMO_GAMMA = 100.0
 #: Per-method CEM options (passed to ``CEMExplainer.calculate_features``).
 CEM_OPTIONS: dict[str, dict[str, Any]] = {
     "cem_pp": {"mode": "PP", "gradient": "autograd"},
@@ -92,7 +96,9 @@ class DemoConfig:
         output: folder for ``explanations.png``, ``cem_savepoints.png`` and ``summary.json``.
         cache_dir: weights cache (default :func:`default_cache_dir`).
         use_cache: read and write the weights cache.
-        epochs: training epochs.
+        epochs: training epochs of the CNN (the autoencoder trains for ``ae_epochs``).
+        ae_epochs: training epochs of the autoencoder.
+        gamma: weight of the autoencoder term in the CEM runs (0: no autoencoder).
         progress: show progress bars.
         savepoint_figure: also run one CEM PN with savepoints and draw ``cem_savepoints.png``.
         threads: torch CPU threads while the demo runs (0: leave torch's setting).
@@ -108,6 +114,8 @@ class DemoConfig:
     cache_dir: Optional[Union[str, Path]] = None
     use_cache: bool = True
     epochs: int = 30
+    ae_epochs: int = 40
+    gamma: float = DEMO_GAMMA
     progress: bool = True
     savepoint_figure: bool = True
     threads: int = 1

@@ -11,7 +11,15 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-__all__ = ["DigitsSplit", "DigitsCNN", "load_digits_split", "train_digits_model", "accuracy"]
+__all__ = [
+    "DigitsAutoencoder",
+    "DigitsCNN",
+    "DigitsSplit",
+    "accuracy",
+    "load_digits_split",
+    "train_digits_autoencoder",
+    "train_digits_model",
+]
 
 
 @dataclass
@@ -105,4 +113,69 @@ def train_digits_model(
             total += loss.item() * len(idx)
         if on_epoch is not None:
             on_epoch(epoch, total / len(y))
+    return model.eval()
+
+
+class DigitsAutoencoder(nn.Module):
+    """A small convolutional autoencoder for 1x8x8 digits in [0, 1] (output in [0, 1]).
+
+    CEM's autoencoder term γ·‖v − AE(v)‖² keeps an explanation close to what digits look like:
+    a PP keeps strokes, a PN adds strokes, rather than scattered pixels.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 4, kernel_size=3, padding=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(4, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(16, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 1, kernel_size=3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def train_digits_autoencoder(
+    split: Optional[DigitsSplit] = None,
+    epochs: int = 40,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+) -> nn.Module:
+    """Train :class:`DigitsAutoencoder` on the training digits (mean squared error, fixed seed);
+    returns it in eval mode."""
+    split = split or load_digits_split(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitsAutoencoder().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    x = split.x_train.to(device)
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=generator).to(device)
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            batch = x[order[start : start + batch_size]]
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(batch), batch)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        if on_epoch is not None:
+            on_epoch(epoch, total / len(x))
     return model.eval()

@@ -78,9 +78,11 @@ def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def _cem_options(key: str, config: DemoConfig) -> dict[str, Any]:
+def _cem_options(key: str, config: DemoConfig, autoencoder: Optional[nn.Module]) -> dict[str, Any]:
     options = dict(CEM_OPTIONS[key])
     options.update(num_iter=config.num_iter, seed=config.seed)
+    if autoencoder is not None and config.gamma > 0:
+        options.update(gamma=config.gamma, AE=autoencoder)
     options.update(config.extra.get(key, {}))
     return options
 
@@ -101,18 +103,26 @@ def _run_attribution(
 
 
 def _run_cem(
-    key: str, model: nn.Module, x: torch.Tensor, targets: torch.Tensor, config: DemoConfig
+    key: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    config: DemoConfig,
+    autoencoder: Optional[nn.Module] = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    options = _cem_options(key, config)
+    options = _cem_options(key, config, autoencoder)
     options.setdefault("progress", config.progress)
-    delta = get_explainer("cem").calculate_features(model, x, targets, **options)
+    explainer = get_explainer("cem")
+    delta = explainer.calculate_features(model, x, targets, **options)
     mode = check_mode(options["mode"])  # a user's "pp" in `extra` means "PP"
-    probe = delta if mode == "PP" else x + delta
+    probe = delta if mode == "PP" else x + delta  # the digits' no-information value is 0
     predicted = _predict(model, probe)
     success = predicted == targets if mode == "PP" else predicted != targets
     flat = delta.detach().flatten(1).float()
     stats = {
-        "options": {k: v for k, v in options.items() if k != "progress"},
+        "options": {k: v for k, v in options.items() if k not in ("progress", "AE")},
+        "autoencoder": "AE" in options,
+        "found": int(explainer.meta_data["found"].sum()),
         "mode": mode,
         "success_rate": float(success.float().mean()),
         "successes": int(success.sum()),
@@ -128,10 +138,14 @@ def _run_cem(
 
 
 def _savepoints(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, config: DemoConfig
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    config: DemoConfig,
+    autoencoder: Optional[nn.Module],
 ) -> tuple[Any, dict[str, Any]]:
     """Savepoints of one PN run (autograd gradient) on the first explained digit."""
-    options = _cem_options("cem_pn", config)
+    options = _cem_options("cem_pn", config, autoencoder)
     save_freq = max(2, config.num_iter // 4)
     # One round of the c search, so that the strip shows one optimisation from its start.
     generator = get_explainer("cem").create_explainer(
@@ -201,6 +215,19 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
         use_cache=config.use_cache,
         progress=config.progress,
     )
+    autoencoder = None
+    if config.gamma > 0 and any(METHODS[k].kind == "cem" for k in methods):
+        autoencoder, ae_info = load_or_train_model(
+            split,
+            seed=config.seed,
+            epochs=config.ae_epochs,
+            device=config.device,
+            cache_dir=config.cache_dir,
+            use_cache=config.use_cache,
+            progress=config.progress,
+            kind="autoencoder",
+        )
+        model_info["autoencoder"] = ae_info
     test_accuracy = accuracy(model, split.x_test.to(device), split.y_test.to(device))
     model_info["test_accuracy"] = test_accuracy
     source = (
@@ -229,7 +256,7 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
             _sync(device)
             start = time.perf_counter()
             if method.kind == "cem":
-                result, info = _run_cem(key, model, x, targets, config)
+                result, info = _run_cem(key, model, x, targets, config, autoencoder)
             else:
                 result, info = _run_attribution(key, model, x, targets)
             _sync(device)
@@ -238,7 +265,7 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
             stats[key] = {"label": method.label, "registry": method.registry, **info}
         if config.savepoint_figure and any(METHODS[k].kind == "cem" for k in methods):
             start = time.perf_counter()
-            savepoints, figure_info = _savepoints(model, x[:1], targets[:1], config)
+            savepoints, figure_info = _savepoints(model, x[:1], targets[:1], config, autoencoder)
             figure_info["seconds"] = time.perf_counter() - start
 
     cpu_model = _CpuView(model, device)
