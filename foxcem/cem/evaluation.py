@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import torch
 
-__all__ = ["CEMEvaluation", "MODES", "accumulation_dtype", "check_c", "check_mode"]
+__all__ = ["CEMEvaluation", "MODES", "accumulation_dtype", "check_mode"]
 
 MODES = ("PP", "PN")
 
@@ -34,25 +34,3 @@ def check_mode(mode: object) -> str:
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 or wider: the dtype loss values are computed in for scores of ``dtype``."""
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def check_c(c: Union[float, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The attack weight as a (N,) tensor for the batch ``x`` (N, …), in float32 or wider.
-
-    Raises:
-        TypeError: ``c`` is neither a number nor a tensor.
-        ValueError: a shape other than () or (N,), a negative or non-finite value.
-    """
-    n = x.shape[0]
-    if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)):
-        raise TypeError(f"`c` must be a float or a (N,) tensor, got {type(c).__name__}")
-    value = torch.as_tensor(c, device=x.device).to(accumulation_dtype(x.dtype))
-    if value.dim() == 0:
-        value = value.expand(n)
-    if value.shape != (n,):
-        raise ValueError(
-            f"`c` must be a float or a tensor of shape (N,) = ({n},), got {tuple(value.shape)}"
-        )
-    if bool((value < 0).any()) or not bool(torch.isfinite(value).all()):
-        raise ValueError("`c` must be finite and >= 0")
-    return value.clone()

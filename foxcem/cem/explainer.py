@@ -71,6 +71,7 @@ class CEMExplainer(Explainer):
         feature_range: Optional[tuple[Any, Any]] = None,
         no_info_value: Any = "min",
         add_only: bool = False,
+        segments: Any = None,
         channels_first: bool = True,
         smooth: bool = False,
         l1: Optional[float] = None,
@@ -115,6 +116,7 @@ class CEMExplainer(Explainer):
             feature_range=feature_range,
             no_info_value=no_info_value,
             add_only=add_only,
+            segments=segments,
         )
         optimizer_kwargs = dict(
             eta=defaults["eta"] if eta is None else eta,
@@ -185,6 +187,9 @@ class CEMExplainer(Explainer):
                 feature range's lower end; a number; a tensor; ``None``: PN may move features
                 either way).
             add_only: PN only: δ ≥ 0.
+            segments: explain one value per segment and channel (a label map (N, H, W),
+                ``"grid:K"`` or ``"slic:K"``; :mod:`foxcem.cem.segments`): far fewer values to
+                estimate for the black box on large images. δ is returned expanded to pixels.
             channels_first: False for (N, H, W, C) inputs; the model is called in that layout.
             smooth: smooth hinge.
             l1, l2, eta: regulariser weights l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ and step scale; defaults

@@ -9,7 +9,6 @@ gradient source made at it anyway, so knowing how good δ is costs no extra mode
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
@@ -25,6 +24,8 @@ from foxcem.cem.tracking import (
     as_evaluation,
     merge,
     regulariser_weights,
+    start_point,
+    warn_missing,
 )
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
@@ -154,8 +155,10 @@ class ExplanationGenerator:
 
         Returns:
             ``(savepoints, meta_data)``. ``savepoints`` is an ``OrderedDict`` mapping the
-            iteration as a string to the explanation δ (N, …) at that point (see ``save_freq``);
-            its last entry is the result. ``meta_data`` adds, on the input's device:
+            iteration as a string to the explanation δ (N, …) at that point (see ``save_freq``),
+            shaped like the input (a segment-space loss's δ expanded to pixels; the segment
+            values of the result are ``meta_data["segment_values"]``); its last entry is the
+            result. ``meta_data`` adds, on the input's device:
             ``loss_history``, ``attack_history``, ``l1_history``, ``l2_history`` (T, N) float and
             ``success_history`` (T, N) bool (when ``history``), ``loss``, ``attack``,
             ``success`` (N,) of the result, ``iterations`` (N,) steps taken per sample,
@@ -169,15 +172,7 @@ class ExplanationGenerator:
         gradient = self.gradient(loss, **self.gradient_kwargs)
         if not callable(gradient):
             raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
-        if hasattr(loss, "start"):
-            pn_noise = getattr(loss, "mode", None) == "PN" and self.start_noise > 0
-            delta0 = (
-                loss.start(noise_std=self.start_noise, generator=self.generator)
-                if pn_noise
-                else loss.start()
-            ).detach()
-        else:
-            delta0 = torch.zeros_like(image)
+        delta0 = start_point(loss, image, self.start_noise, self.generator)
         feasible = getattr(loss, "feasible", None)
         rounds = self.c_steps if hasattr(loss, "set_c") else 1
         search = CSearch(loss.c) if rounds > 1 else None
@@ -186,7 +181,7 @@ class ExplanationGenerator:
         self._history = History(self.history)
         self._savepoints: OrderedDict[str, torch.Tensor] = OrderedDict()
         if self.save_freq is not None:
-            self._savepoints["1"] = delta0.clone()
+            self._savepoints["1"] = self._in_input_space(delta0)
         self._iterations = torch.zeros(delta0.shape[0], dtype=torch.long, device=delta0.device)
         self._done = 0
         best: Optional[BestIterate] = None
@@ -291,9 +286,15 @@ class ExplanationGenerator:
             print(f"CEM iter {self._done}/{self.num_iter}: {History.summary(record)}")
         return stop
 
+    def _in_input_space(self, delta: torch.Tensor) -> torch.Tensor:
+        """δ shaped like the input (segment values expanded to their pixels)."""
+        to_input = getattr(self._loss, "to_input_space", None)
+        with torch.no_grad():
+            return (to_input(delta) if callable(to_input) else delta).detach().clone()
+
     def _save(self, state: RoundState, done: int) -> None:
         if self.save_freq is not None and done % self.save_freq == 0 and done > 1:
-            self._savepoints[str(done)] = state.output()
+            self._savepoints[str(done)] = self._in_input_space(state.output())
 
     def _finish(
         self,
@@ -309,16 +310,11 @@ class ExplanationGenerator:
             mask = found.reshape((-1,) + (1,) * (result.dim() - 1))
             result = torch.where(mask, best.delta.to(result.dtype), result)
             meta["found"] = meta["best_found"] = found
-            missing = int((~found).sum())
-            if missing:
-                warnings.warn(
-                    f"CEM found no feasible explanation for {missing} of {len(found)} samples "
-                    "(meta_data['found'] is False for them; their δ is the last iterate, not an "
-                    "explanation): try more iterations, more c_steps, a larger c or a smaller K",
-                    stacklevel=3,
-                )
+            warn_missing(found)
         self._savepoints.pop(str(self._done), None)
-        self._savepoints[str(self._done)] = result.clone()
+        self._savepoints[str(self._done)] = self._in_input_space(result)
+        if getattr(self._loss, "segments", None) is not None:
+            meta["segment_values"] = result.clone()
         final = self._evaluate(result, None)
         meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
         self._history.to_meta(meta)

@@ -20,14 +20,15 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from foxcem.cem.arguments import check_autoencoder, check_c, check_pn_target
 from foxcem.cem.bounds import BoundLike, NoInfoLike, resolve_box
 from foxcem.cem.evaluation import (
     MODES,
     CEMEvaluation,
     accumulation_dtype,
-    check_c,
     check_mode,
 )
+from foxcem.cem.segments import SegmentsLike, resolve_segments, segment_bounds
 from foxcem.core.checks import (
     TargetLike,
     check_finite_float,
@@ -78,6 +79,9 @@ class CEMLoss:
             away from it only; PP keeps part of ``x − v``. ``None``: PN moves either way inside
             the feature range and PP keeps part of x itself (the behaviour before this value
             existed).
+        segments: optimise one value per segment and channel instead of per pixel (see
+            :mod:`foxcem.cem.segments`): a label map (N, H, W), ``"grid:K"`` or ``"slic:K"``.
+            δ then has shape (N, C, S); :meth:`to_input_space` expands it to pixels.
 
     Calling the loss::
 
@@ -110,6 +114,7 @@ class CEMLoss:
         feature_range: Optional[tuple[BoundLike, BoundLike]] = None,
         add_only: bool = False,
         no_info_value: NoInfoLike = "min",
+        segments: SegmentsLike = None,
     ) -> None:
         check_model(model)
         check_tensor(x, "x")
@@ -143,7 +148,7 @@ class CEMLoss:
         n = x.shape[0]
         resolved = check_target(target, n, self.num_classes, device=x.device, name="target")
         self.target = scores.argmax(dim=1) if resolved is None else resolved
-        self.pn_target = self._check_pn_target(pn_target)
+        self.pn_target = check_pn_target(pn_target, self.mode, self.target, self.num_classes)
         if add_only and self.mode != "PN":
             raise ValueError("`add_only` applies to mode='PN' only")
 
@@ -154,48 +159,23 @@ class CEMLoss:
         self.feature_range, self.no_info, self.lower, self.upper = box
         #: what the model sees for δ = 0: v (PP) or x (PN).
         self.base = self._base()
+        self.segments = resolve_segments(segments, self.x, self.channel_dim)
+        #: the box of the pixel perturbation; ``lower``/``upper`` bound the optimised δ.
+        self.pixel_lower, self.pixel_upper = self.lower, self.upper
+        if self.segments is not None:
+            self.lower, self.upper = segment_bounds(self.mode, self.segments, *box[2:])
         if self.AE is not None:
-            self._check_autoencoder()
+            check_autoencoder(self.AE, self.base[:1])
 
     # ------------------------------------------------------------------ setup helpers
     def set_c(self, c: Union[float, torch.Tensor]) -> None:
         """Change the attack weight (a float, or one value per sample, (N,))."""
         self.c = check_c(c, self.x)
 
-    def _check_pn_target(self, pn_target: TargetLike) -> Optional[torch.Tensor]:
-        if pn_target is None:
-            return None
-        if self.mode != "PN":
-            raise ValueError("`pn_target` applies to mode='PN' only")
-        n = self.x.shape[0]
-        resolved = check_target(
-            pn_target, n, self.num_classes, device=self.x.device, name="pn_target"
-        )
-        assert resolved is not None
-        same = resolved == self.target
-        if bool(same.any()):
-            first = int(same.nonzero()[0, 0])
-            raise ValueError(
-                f"`pn_target` must differ from the explained class, but sample {first} has "
-                f"pn_target = class {int(self.target[first])} = its explained class"
-            )
-        return resolved
-
     def _base(self) -> torch.Tensor:
         if self.mode == "PN":
             return self.x
         return self.no_info if self.no_info is not None else torch.zeros_like(self.x)
-
-    def _check_autoencoder(self) -> None:
-        assert self.AE is not None
-        probe = self.base[:1]
-        with torch.no_grad():
-            out = self.AE(probe)
-        if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"`AE` must return a tensor shaped like its input {tuple(probe.shape)}, got {got}"
-            )
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -209,24 +189,43 @@ class CEMLoss:
         lo, hi = self.feature_range
         return max(float(torch.maximum(lo.abs(), hi.abs()).max()), 1e-12)
 
+    @property
+    def delta_shape(self) -> torch.Size:
+        """The shape of one sample's δ: the input's, or (C, S) in segment space."""
+        if self.segments is None:
+            return self.x.shape[1:]
+        return torch.Size(self.segments.shape(self.x))
+
     def start(
         self, noise_std: float = 0.0, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        """The starting δ₀ (N, …): PP: everything kept (δ = x − v); PN: zeros, or
-        N(0, noise_std²) noise drawn from ``generator`` (on x's device); clipped to the bounds."""
+        """The starting δ₀ (N, …): PP: everything kept (δ = x − v, or 1 per segment); PN: zeros,
+        or N(0, noise_std²) noise drawn from ``generator`` (on x's device); clipped to the bounds."""
+        shape = (self.x.shape[0],) + tuple(self.delta_shape)
+        like = dict(device=self.x.device, dtype=self.x.dtype)
         if self.mode == "PP":
-            delta = self.x - self.base
+            delta = self.x - self.base if self.segments is None else torch.ones(shape, **like)
         elif noise_std > 0:
-            delta = noise_std * torch.randn(
-                self.x.shape, generator=generator, device=self.x.device, dtype=self.x.dtype
-            )
+            delta = noise_std * torch.randn(shape, generator=generator, **like)
         else:
-            delta = torch.zeros_like(self.x)
+            delta = torch.zeros(shape, **like)
         return torch.minimum(torch.maximum(delta, self.lower), self.upper)
 
+    def to_input_space(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """δ as a perturbation of the input's shape: itself, or segment values (*L, n, C, S)
+        expanded to their pixels (PP: the kept fraction of x − v; PN: clipped to the box)."""
+        if self.segments is None:
+            return delta
+        index = None if samples is None else torch.arange(self.x.shape[0])[samples]
+        pixels = self.segments.expand(delta, index)
+        if self.mode == "PP":
+            return pixels * self._select(self.x - self.base, samples)
+        low, high = self._select(self.pixel_lower, samples), self._select(self.pixel_upper, samples)
+        return torch.minimum(torch.maximum(pixels, low), high)
+
     def model_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
-        """What the model sees for ``delta``: v + δ (PP) or x + δ (PN), shaped like ``delta``."""
-        return self._select(self.base, samples) + delta
+        """What the model sees for ``delta``: v + δ (PP) or x + δ (PN), in the input's shape."""
+        return self._select(self.base, samples) + self.to_input_space(delta, samples)
 
     def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
         return value if samples is None else value[samples]
@@ -236,7 +235,7 @@ class CEMLoss:
     ) -> tuple[torch.Size, int, torch.Tensor]:
         """Check ``delta`` (*L, n, …) and return (leading shape L + (n,), number of rows, the
         explained classes of the n samples)."""
-        sample_shape = self.x.shape[1:]
+        sample_shape = self.delta_shape
         k = len(sample_shape)
         if not isinstance(delta, torch.Tensor):
             raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -17,6 +18,8 @@ __all__ = [
     "plain_evaluation",
     "regulariser",
     "regulariser_weights",
+    "start_point",
+    "warn_missing",
 ]
 
 
@@ -162,3 +165,26 @@ def regulariser_weights(opt: torch.optim.Optimizer) -> tuple[float, float]:
     if "l1" in group or "l2" in group:
         return float(group.get("l1", 0.0)), float(group.get("l2", 0.0))
     return 1.0, 0.0
+
+
+def start_point(
+    loss: Any, like: torch.Tensor, noise: float, generator: Optional[torch.Generator]
+) -> torch.Tensor:
+    """δ₀: the loss's ``start`` (with Gaussian noise of std ``noise`` for a PN), else zeros."""
+    if not hasattr(loss, "start"):
+        return torch.zeros_like(like)
+    if getattr(loss, "mode", None) == "PN" and noise > 0:
+        return loss.start(noise_std=noise, generator=generator).detach()
+    return loss.start().detach()
+
+
+def warn_missing(found: torch.Tensor) -> None:
+    """One warning naming how many samples have no feasible explanation (none: silent)."""
+    missing = int((~found).sum())
+    if missing:
+        warnings.warn(
+            f"CEM found no feasible explanation for {missing} of {len(found)} samples "
+            "(meta_data['found'] is False for them; their δ is the last iterate, not an "
+            "explanation): try more iterations, more c_steps, a larger c or a smaller K",
+            stacklevel=4,
+        )

@@ -50,6 +50,7 @@ __all__ = [
     "read_tensor_file",
 ]
 
+
 def register(subparsers: Any) -> None:
     """Add the ``explain`` subcommand."""
     parser = subparsers.add_parser(
