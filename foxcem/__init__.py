@@ -22,6 +22,7 @@ from foxcem._version import __version__
 from foxcem.attribution import *  # noqa: F403 - the Captum-backed explainers
 from foxcem.cem.explainer import CEMExplainer
 from foxcem.core.explainer import Explainer, split_convergence_delta, validate_result
+from foxcem.core.inference import InferenceWrapper
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import available_explainers, get_explainer, register_explainer
 
@@ -31,6 +32,7 @@ __all__ = [
     "__version__",
     "CEMExplainer",
     "Explainer",
+    "InferenceWrapper",
     "available_explainers",
     "get_explainer",
     "preserve_model_state",

@@ -234,3 +234,36 @@ def test_tensor_suffixes_are_case_insensitive(files: dict[str, Path], tmp_path: 
     torch.testing.assert_close(
         outputs["C.NPY"]["attributions"], outputs["c.npy"]["attributions"], rtol=0, atol=0
     )
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_model_black_box_pn_and_one_line_refusal_of_gradient_methods(
+    digits_model: nn.Module, digits_split, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    path = tmp_path / "digits.onnx"
+    x = digits_split.x_test[:4]
+    torch.onnx.export(
+        digits_model, (x,), str(path), input_names=["x"], output_names=["logits"],
+        dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
+    )  # fmt: skip
+    inputs = tmp_path / "digits.npy"
+    np.save(inputs, x.numpy())
+    out = tmp_path / "out"
+    code = main(["explain", str(path), str(inputs), "--method", "cem", "--output", str(out),
+                 "--option", "num_iter=100", "--option", "c_steps=3",
+                 "--option", "num_directions=30"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = torch.load(out / "attributions.pt", weights_only=True)
+    options = __import__("json").loads(saved["options"])
+    assert options["gradient"] == "urv"  # chosen for a forward-only model
+    with torch.no_grad():
+        flipped = digits_model(x + saved["attributions"]).argmax(1) != digits_model(x).argmax(1)
+    assert flipped.float().mean() >= 0.75
+    capsys.readouterr()
+    code = main(["explain", str(path), str(inputs), "--method", "integrated_gradients",
+                 "--output", str(tmp_path / "ig")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs gradients" in err[0] and "occlusion" in err[0]

@@ -48,6 +48,7 @@ class OcclusionCVExplainer(CaptumExplainer):
     """
 
     algorithm_name = "Occlusion"
+    needs_gradients = False
     captum_class = Occlusion
 
     def _prepare(

@@ -47,6 +47,7 @@ class CEMExplainer(Explainer):
 
     algorithm_name = "Contrastive Explanation Method"
     input_ndim = None
+    needs_gradients = False  # the exact gradient is checked when gradient="autograd" is asked for
 
     def __init__(self) -> None:
         #: meta data of the last :meth:`calculate_features` call (see ``ExplanationGenerator.run``).

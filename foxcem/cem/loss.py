@@ -164,6 +164,12 @@ class CEMLoss:
         self.pixel_lower, self.pixel_upper = self.lower, self.upper
         if self.segments is not None:
             self.lower, self.upper = segment_bounds(self.mode, self.segments, *box[2:])
+            # Where every pixel of a segment has the same box, clipping the segment value
+            # already clips its pixels: the per-pixel clip is skipped.
+            self._clip_pixels = self.mode == "PN" and not (
+                torch.equal(self.segments.expand(self.lower, None), self.pixel_lower)
+                and torch.equal(self.segments.expand(self.upper, None), self.pixel_upper)
+            )
         if self.AE is not None:
             check_autoencoder(self.AE, self.base[:1])
 
@@ -220,6 +226,8 @@ class CEMLoss:
         pixels = self.segments.expand(delta, index)
         if self.mode == "PP":
             return pixels * self._select(self.x - self.base, samples)
+        if not self._clip_pixels:
+            return pixels
         low, high = self._select(self.pixel_lower, samples), self._select(self.pixel_upper, samples)
         return torch.minimum(torch.maximum(pixels, low), high)
 
@@ -228,7 +236,11 @@ class CEMLoss:
         return self._select(self.base, samples) + self.to_input_space(delta, samples)
 
     def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
-        return value if samples is None else value[samples]
+        if samples is None:
+            return value
+        if isinstance(samples, torch.Tensor) and samples.dim() == 1:
+            return value.index_select(0, samples)  # one row per entry, faster than value[...]
+        return value[samples]
 
     def _rows(
         self, delta: torch.Tensor, samples: SampleIndex

@@ -67,6 +67,9 @@ class Segments:
         self.labels = labels.long()
         self.count = int(self.labels.max()) + 1
         self.channel_dim = channel_dim
+        # One map for every image (a grid): expanding is a cheap index_select along S.
+        shared = bool((self.labels == self.labels[:1]).all())
+        self.shared = self.labels[0].reshape(-1) if shared else None
 
     def shape(self, x: torch.Tensor) -> tuple[int, int]:
         """The shape of one sample's segment values: (C, S)."""
@@ -74,13 +77,18 @@ class Segments:
 
     def expand(self, theta: torch.Tensor, samples: Optional[torch.Tensor]) -> torch.Tensor:
         """Segment values (*L, n, C, S) to pixels (*L, n, C, H, W), or (*L, n, H, W, C)."""
-        labels = self.labels if samples is None else self.labels[samples]
-        n, height, width = labels.shape
-        lead = theta.shape[:-3]
+        height, width = self.labels.shape[1:]
+        lead = theta.shape[:-2]
         channels = theta.shape[-2]
-        flat = theta.reshape((-1, n, channels, self.count))
-        index = labels.reshape(1, n, 1, height * width).expand(flat.shape[0], n, channels, -1)
-        pixels = flat.gather(-1, index).reshape(lead + (n, channels, height, width))
+        if self.shared is not None:
+            pixels = theta.index_select(-1, self.shared)
+        else:
+            labels = self.labels if samples is None else self.labels[samples]
+            n = labels.shape[0]
+            flat = theta.reshape((-1, n, channels, self.count))
+            index = labels.reshape(1, n, 1, height * width).expand(flat.shape[0], n, channels, -1)
+            pixels = flat.gather(-1, index)
+        pixels = pixels.reshape(lead + (channels, height, width))
         return pixels if self.channel_dim == 1 else pixels.movedim(-3, -1)
 
     def extreme(self, pixels: torch.Tensor, largest: bool) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """``foxcem explain``: explain a saved model's predictions on image or tensor files.
 
 The model is a TorchScript archive (``torch.jit.save``, usually ``.pt``) or an exported program
-(``torch.export.save``, usually ``.pt2``). Inputs are images (``.png``, ``.jpg``, ``.jpeg``,
+(``torch.export.save``, usually ``.pt2``) or an ONNX file (``.onnx``, run forward-only by ONNX
+Runtime: the ``onnx`` extra; CEM then uses the black-box gradient). Inputs are images (``.png``, ``.jpg``, ``.jpeg``,
 ``.gif``, ``.webp``, read with torchvision) scaled to [0, 1], or tensors (``.npy``, ``.pt``) of
 shape (H, W), (C, H, W) or (N, C, H, W), used as they are (a uint8 tensor is scaled to [0, 1]).
 Then ``--grayscale``, ``--size`` and ``--mean``/``--std`` are applied, in that order.
@@ -59,7 +60,9 @@ def register(subparsers: Any) -> None:
         description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", type=Path, help="TorchScript (.pt) or exported program (.pt2)")
+    parser.add_argument(
+        "model", type=Path, help="TorchScript (.pt), exported program (.pt2) or ONNX (.onnx)"
+    )
     parser.add_argument(
         "inputs", type=Path, nargs="+", metavar="INPUT", help="image or tensor files"
     )
@@ -228,6 +231,14 @@ def _run(args: argparse.Namespace) -> int:
     batch = preprocess(tensors, args.grayscale, size, mean, std)
     target = parse_targets(args.target, batch.shape[0])
     model = load_model(args.model, device)
+    if getattr(model, "differentiable", True) is False:  # e.g. an ONNX model: forward only
+        if explainer.registry_name == "cem":
+            options.setdefault("gradient", "urv")
+        elif explainer.needs_gradients:
+            raise CLIError(
+                f"{args.method} needs gradients, which {args.model.name} (run forward only) "
+                "cannot give; use --method occlusion or --method cem (black-box)"
+            )
     _resolve_layer(model, options)
     inputs = batch.to(device)
 

@@ -18,7 +18,13 @@ from foxcem.core.checks import (
 )
 from foxcem.core.model_state import gradients_enabled, preserve_model_state
 
-__all__ = ["Explainer", "validate_result", "predict_scores", "split_convergence_delta"]
+__all__ = [
+    "Explainer",
+    "check_differentiable",
+    "predict_scores",
+    "split_convergence_delta",
+    "validate_result",
+]
 
 
 def split_convergence_delta(
@@ -57,6 +63,30 @@ def predict_scores(model: Any, input_data: torch.Tensor) -> torch.Tensor:
     return check_scores(scores, input_data.shape[0])
 
 
+def check_differentiable(model: Any, input_data: torch.Tensor, method: str) -> None:
+    """Refuse, before any work, a model whose scores carry no autograd graph to the input.
+
+    A model that says ``differentiable = False`` (a NumPy or ONNX Runtime model behind
+    :class:`~foxcem.InferenceWrapper`) is refused without running it; any other is probed with
+    one sample.
+
+    Raises:
+        ValueError: naming the method and what to use instead.
+    """
+    ok = getattr(model, "differentiable", True) is not False
+    if ok:
+        with gradients_enabled():
+            probe = input_data[:1].detach().requires_grad_(True)
+            out = model(probe)
+            ok = isinstance(out, torch.Tensor) and out.requires_grad
+    if not ok:
+        raise ValueError(
+            f"{method} needs gradients, but the model's output has no autograd graph to its "
+            "input (a NumPy or ONNX Runtime model, or one run under torch.no_grad); use a "
+            "forward-only method: 'occlusion', or 'cem' with gradient='urv'"
+        )
+
+
 class Explainer(ABC):
     """Base class of every foxcem method.
 
@@ -74,6 +104,9 @@ class Explainer(ABC):
     registry_name: ClassVar[str] = ""
     #: Number of input dimensions required (4 for the computer-vision explainers, ``None``: any).
     input_ndim: ClassVar[Optional[int]] = 4
+    #: Whether the method differentiates the model (checked up front: a black-box model is
+    #: refused with a clear message before any work).
+    needs_gradients: ClassVar[bool] = True
 
     @abstractmethod
     def create_explainer(self, model: Any, **kwargs: Any) -> Any:
@@ -123,6 +156,8 @@ class Explainer(ABC):
             )
             if target is None:
                 target = scores.argmax(dim=1)
+            if self.needs_gradients:
+                check_differentiable(model, inputs, self.algorithm_name or type(self).__name__)
             result = self._attribute(model, inputs, target, **kwargs)
         validate_result(result)
         if isinstance(result, tuple):

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from foxcem.core.inference import InferenceWrapper
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "TENSOR_SUFFIXES",
@@ -20,6 +22,7 @@ __all__ = [
     "first_line",
     "load_inputs",
     "load_model",
+    "load_onnx",
     "read_image",
     "read_input_tensor",
     "read_tensor_file",
@@ -42,12 +45,15 @@ def check_file(path: Path, what: str) -> None:
 
 
 def load_model(path: Path, device: torch.device) -> Any:
-    """Load a TorchScript archive or an exported program as a callable module on ``device``.
+    """Load a TorchScript archive, an exported program or an ONNX file (``.onnx``, run by ONNX
+    Runtime behind :class:`~foxcem.InferenceWrapper`) as a callable module on ``device``.
 
     Raises:
         InputFileError: a missing or unreadable file (one line).
     """
     check_file(path, "model")
+    if path.suffix.lower() == ".onnx":
+        return load_onnx(path, device)
     how = (
         "save one with torch.jit.save(torch.jit.script(model), 'model.pt') or "
         "torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
@@ -82,6 +88,24 @@ def load_model(path: Path, device: torch.device) -> Any:
         f"cannot load model {path}: not a TorchScript archive (torch.jit.save) nor an exported "
         f"program (torch.export.save) ({'; '.join(errors)})"
     )
+
+
+def load_onnx(path: Path, device: torch.device) -> Any:
+    """An ONNX file as a forward-only scores function (ONNX Runtime, the ``onnx`` extra)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputFileError(
+            f"cannot load model {path}: ONNX models need ONNX Runtime: pip install 'foxcem[onnx]'"
+        ) from None
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as exc:
+        raise InputFileError(f"cannot load model {path}: {first_line(exc)}") from None
+    return InferenceWrapper(session)
 
 
 def load_torchscript(path: Path, device: torch.device) -> Any:
