@@ -47,6 +47,64 @@ from foxcem.cem import CEMLoss, URVGradientEstimator  # noqa: E402
 KAPPA = 10.0
 
 
+def imagenet_size_cnn() -> nn.Module:
+    """A small CNN for 3×224×224 inputs: conv16/4-conv32/2-pool-fc10 (random weights)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 7, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(32 * 16, 10),
+    )
+
+
+#: input size -> (model factory, sample shape, images per batch in the grid)
+SIZES = {
+    "28": (lambda: mnist_cnn(), (1, 28, 28), None),
+    "224": (lambda: imagenet_size_cnn(), (3, 224, 224), [1, 8]),
+}
+
+MEMORY_PROBE = """
+import sys, torch
+sys.path.insert(0, {here!r})
+import urv_vs_loop as b
+from foxcem.cem import CEMLoss, URVGradientEstimator
+torch.set_num_threads(1)
+make, shape, _ = b.SIZES[{size!r}]
+torch.manual_seed(0)
+model = make().eval().requires_grad_(False)
+x = torch.rand(({n},) + shape)
+loss = CEMLoss(model, x, mode="PN", K=b.KAPPA)
+delta = torch.zeros_like(x)
+URVGradientEstimator(loss, num_directions=2, batch_size={batch_size!r}, seed=0)(delta)
+def status(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+before = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak to the current size
+URVGradientEstimator(loss, num_directions={q}, batch_size={batch_size!r}, seed=0)(delta)
+print((status("VmHWM") - before) / 1024)
+"""
+
+
+def peak_memory_mib(size: str, n: int, q: int, batch_size: object) -> float:
+    """Peak resident memory one CPU estimate adds above its inputs and model, in MiB: a fresh
+    process, a warm-up estimate, then Linux's peak-RSS counter reset and read around the one."""
+    import subprocess
+
+    code = MEMORY_PROBE.format(
+        here=str(Path(__file__).resolve().parent), size=size, n=n, q=q, batch_size=batch_size
+    )
+    # Large blocks straight from mmap and back on free: resident memory is live memory, not
+    # what the allocator keeps cached.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def mnist_cnn() -> nn.Module:
     """The CEM paper's MNIST classifier: conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10."""
     return nn.Sequential(
@@ -131,6 +189,49 @@ def _run_reference(
 
 
 # ----------------------------------------------------------------------------- main
+def _cell(model, images, targets, size, q, n, mu, rng, device, batch_size, reps, host_images,
+          loop_seconds, flops_row, rate) -> dict:  # fmt: skip
+    """One row of the table: (b) and (c) timed interleaved, medians; memory on the CPU."""
+    x = images[:n]
+    loss = CEMLoss(model, x, mode="PN", K=KAPPA)
+    estimator = URVGradientEstimator(loss, num_directions=q, batch_size=batch_size, seed=0)
+    delta = torch.zeros_like(x)
+    estimate = functools.partial(estimator, delta)
+    estimate()  # warm-up
+    count = min(n, host_images)
+    host = functools.partial(
+        _run_reference, reference_host_batched, model, images, targets, count, q, mu, rng
+    )
+    host_times, foxcem_times = [], []
+    for _ in range(reps):  # interleaved, so that both see the same machine load
+        host_times.append(timed(host, device, reps=1, warmup=0) / count)
+        foxcem_times.append(timed(estimate, device, reps=1, warmup=0) / n)
+    host_seconds = statistics.median(host_times)
+    per_image = statistics.median(foxcem_times)
+    floor = (q + 1) * flops_row / rate
+    memory = peak_memory_mib(size, n, q, batch_size) if device.type == "cpu" else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        estimate()
+        memory = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return {
+        "input": size,
+        "q": q,
+        "N": n,
+        "loop_ms_per_image": 1e3 * loop_seconds,
+        "host_ms_per_image": 1e3 * host_seconds,
+        "foxcem_ms_per_image": 1e3 * per_image,
+        "speedup_vs_loop": loop_seconds / per_image,
+        "speedup_vs_host": host_seconds / per_image,
+        "floor_ms_per_image": 1e3 * floor,
+        "foxcem_pct_of_floor": 100.0 * floor / per_image,
+        "forward_passes": estimator.last_num_calls,
+        "rows_per_pass": estimator.last_batch_size,
+        "peak_memory_mib": memory,
+    }
+
+
 def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -139,12 +240,21 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "--output", default=None, help="JSON file (default: urv_vs_loop_<device>.json)"
     )
     parser.add_argument("--q", type=int, nargs="+", default=[100, 500], help="directions per image")
-    parser.add_argument("--n", type=int, nargs="+", default=[1, 64, 256], help="images per batch")
+    parser.add_argument(
+        "--n",
+        type=int,
+        nargs="+",
+        default=None,
+        help="images per batch (default 1 64 256; 1 8 at 224)",
+    )
+    parser.add_argument(
+        "--sizes", nargs="+", default=["28", "224"], choices=list(SIZES), help="input sizes"
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help="rows per forward pass for foxcem (default: all in one pass on CUDA, 128 on CPU, where small passes stay in cache)",
+        help="rows per forward pass for foxcem (default: 'auto', foxcem's own choice)",
     )
     parser.add_argument("--loop-images", type=int, default=None, help="images timed for (a)")
     parser.add_argument(
@@ -165,93 +275,76 @@ def main(argv: Optional[list[str]] = None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cudnn.benchmark = True
-    batch_size = args.batch_size or (128 if device.type == "cpu" else None)
+    args.n_default = args.n is None
+    args.n = args.n or [1, 64, 256]
+    batch_size = args.batch_size or "auto"
     reps = args.reps or (1 if args.quick else 3)
     loop_images = args.loop_images or (1 if args.quick else 3)
     host_images = args.host_images or (8 if args.quick else 64)
 
-    torch.manual_seed(0)
-    model = mnist_cnn().to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    sample_shape = (1, 28, 28)
-    flops_row = forward_flops(model, sample_shape)
     rate = matmul_rate(device)
-    images = torch.rand((max(args.n),) + sample_shape, generator=torch.Generator().manual_seed(0))
-    images = images.to(device)
-    with torch.no_grad():
-        targets = model(images).argmax(dim=1).tolist()
-
     print(
         f"device: {device_name(device)} | torch {torch.__version__} | threads {torch.get_num_threads()}"
     )
-    print(
-        f"forward: {flops_row / 1e6:.2f} MFLOP per image | fp32 matmul: {rate / 1e12:.3f} TFLOP/s"
-        f" | foxcem rows per pass: {batch_size or 'all'}"
-    )
-
+    print(f"fp32 matmul: {rate / 1e12:.3f} TFLOP/s | foxcem rows per pass: {batch_size or 'all'}")
     results = []
-    for q in args.q:
-        mu = 1.0 / np.sqrt(images[0].numel())
-        rng = np.random.RandomState(0)
-        loop = functools.partial(
-            _run_reference, reference_loop, model, images, targets, loop_images, q, mu, rng
+    for size in args.sizes:
+        make, sample_shape, sizes_n = SIZES[size]
+        torch.manual_seed(0)
+        model = make().to(device).eval().requires_grad_(False)
+        flops_row = forward_flops(model, sample_shape)
+        grid_n = sizes_n if sizes_n is not None and args.n_default else args.n
+        images = torch.rand(
+            (max(grid_n),) + sample_shape, generator=torch.Generator().manual_seed(0)
         )
-        _run_reference(reference_host_batched, model, images, targets, 1, q, mu, rng)  # warm-up
-        loop_seconds = timed(loop, device, reps=1, warmup=0) / loop_images
-        for n in args.n:
-            x = images[:n]
-            loss = CEMLoss(model, x, mode="PN", K=KAPPA)
-            estimator = URVGradientEstimator(
-                loss,
-                num_directions=q,
-                batch_size=batch_size,
-                generator=torch.Generator(device=device).manual_seed(0),
+        images = images.to(device)
+        with torch.no_grad():
+            targets = model(images).argmax(dim=1).tolist()
+        print(f"input {sample_shape}: forward {flops_row / 1e6:.2f} MFLOP per image")
+        for q in args.q:
+            mu = 1.0 / np.sqrt(images[0].numel())
+            rng = np.random.RandomState(0)
+            loop = functools.partial(
+                _run_reference, reference_loop, model, images, targets, loop_images, q, mu, rng
             )
-            delta = torch.zeros_like(x)
-            estimate = functools.partial(estimator, delta)
-            estimate()  # warm-up
-            # (b) on up to host_images of the same images: a run of comparable length, so that
-            # both see the same chance of interference on a shared machine.
-            count = min(n, host_images)
-            host = functools.partial(
-                _run_reference, reference_host_batched, model, images, targets, count, q, mu, rng
-            )
-            # (b) and (c) interleaved, so that both see the same machine load; medians.
-            host_times, foxcem_times = [], []
-            for _ in range(reps):
-                host_times.append(timed(host, device, reps=1, warmup=0) / count)
-                foxcem_times.append(timed(estimate, device, reps=1, warmup=0) / n)
-            host_seconds = statistics.median(host_times)
-            per_image = statistics.median(foxcem_times)
-            floor = (q + 1) * flops_row / rate
-            row = {
-                "q": q,
-                "N": n,
-                "loop_ms_per_image": 1e3 * loop_seconds,
-                "host_ms_per_image": 1e3 * host_seconds,
-                "foxcem_ms_per_image": 1e3 * per_image,
-                "speedup_vs_loop": loop_seconds / per_image,
-                "speedup_vs_host": host_seconds / per_image,
-                "floor_ms_per_image": 1e3 * floor,
-                "foxcem_pct_of_floor": 100.0 * floor / per_image,
-                "forward_passes": estimator.last_num_calls,
-            }
-            results.append(row)
+            _run_reference(reference_host_batched, model, images, targets, 1, q, mu, rng)  # warm-up
+            loop_seconds = timed(loop, device, reps=1, warmup=0) / loop_images
+            for n in grid_n:
+                results.append(
+                    _cell(
+                        model,
+                        images,
+                        targets,
+                        size,
+                        q,
+                        n,
+                        mu,
+                        rng,
+                        device,
+                        batch_size,
+                        reps,
+                        host_images,
+                        loop_seconds,
+                        flops_row,
+                        rate,
+                    )  # fmt: skip
+                )
 
     header = (
-        f"{'q':>4} {'N':>4} | {'(a) loop':>10} {'(b) host':>10} {'(c) foxcem':>10} | "
-        f"{'c vs a':>8} {'c vs b':>7} | {'floor':>8} {'% floor':>7} {'passes':>6}"
+        f"{'input':>5} {'q':>4} {'N':>4} | {'(a) loop':>10} {'(b) host':>10} {'(c) foxcem':>10} | "
+        f"{'c vs a':>8} {'c vs b':>7} | {'floor':>8} {'% floor':>7} {'passes':>6} {'MiB':>6}"
     )
     print("\nms per image (one URV estimate of the PN loss gradient)")
     print(header)
     print("-" * len(header))
     for r in results:
+        memory = r["peak_memory_mib"]
         print(
-            f"{r['q']:>4} {r['N']:>4} | {r['loop_ms_per_image']:>10.3f} {r['host_ms_per_image']:>10.3f} "
-            f"{r['foxcem_ms_per_image']:>10.3f} | {r['speedup_vs_loop']:>7.1f}x "
-            f"{r['speedup_vs_host']:>6.1f}x | {r['floor_ms_per_image']:>8.3f} "
-            f"{r['foxcem_pct_of_floor']:>6.1f}% {r['forward_passes']:>6}"
+            f"{r['input']:>5} {r['q']:>4} {r['N']:>4} | {r['loop_ms_per_image']:>10.3f} "
+            f"{r['host_ms_per_image']:>10.3f} {r['foxcem_ms_per_image']:>10.3f} | "
+            f"{r['speedup_vs_loop']:>7.1f}x {r['speedup_vs_host']:>6.1f}x | "
+            f"{r['floor_ms_per_image']:>8.3f} {r['foxcem_pct_of_floor']:>6.1f}% "
+            f"{r['forward_passes']:>6} {'-' if memory is None else f'{memory:6.0f}'}"
         )
     print(
         f"(a) timed once per q on {loop_images} image(s); (b) on min(N, {host_images}) images and "
@@ -268,8 +361,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "load_average_start": load_start,
         "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tf32": bool(args.tf32),
-        "model": "CEM MNIST CNN conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10, random",
-        "forward_flops_per_image": flops_row,
+        "models": {
+            "28": "CEM MNIST CNN conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10, random",
+            "224": "conv16/4-conv32/2-pool-fc10 on 3x224x224, random",
+        },
         "matmul_fp32_flops_per_s": rate,
         "foxcem_rows_per_pass": batch_size,
         "loop_images": loop_images,

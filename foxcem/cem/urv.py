@@ -251,18 +251,16 @@ class URVGradientEstimator(GradientSource):
             if values is None:
                 values = torch.empty((n, per_sample), dtype=acc.dtype, device=delta.device)
             values[local, pos] = value
-            if two_sided:
+            if two_sided:  # a pair's − row adds (F₊ − F₋)/2·u; a + row adds nothing
                 minus = pos % 2 == 1
-                paired = values[local[minus], pos[minus] - 1]
-                diff = 0.5 * (paired - value[minus])
-                acc.index_add_(0, local[minus], u[minus].to(acc.dtype) * diff.unsqueeze(1))
-            else:
+                partner = values[local, (pos - 1).clamp_(min=0)]
+                diff = torch.where(minus, 0.5 * (partner - value), torch.zeros_like(value))
+            else:  # a base row adds (F(δ) − F(δ))·u = 0
                 is_base = pos == 0
                 if bool(is_base.any()):
                     base_parts.append(_select_rows(evaluation, is_base))
-                moved = ~is_base
-                diff = value[moved] - values[local[moved], 0]
-                acc.index_add_(0, local[moved], u[moved].to(acc.dtype) * diff.unsqueeze(1))
+                diff = value - values[local, 0]
+            acc.index_add_(0, local, u.mul_(diff.to(u.dtype).unsqueeze(1)).to(acc.dtype))
             start += len(rows)
         self.last_num_calls = calls
         self.last_batch_size = size

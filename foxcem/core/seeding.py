@@ -115,21 +115,22 @@ def mix_key(*parts: int) -> int:
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A bijective 32-bit integer hash (a multiply-xorshift finaliser) on an int32 tensor.
-
-    Multiplications wrap modulo 2³²; right shifts are made logical by masking.
-    """
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * 0x7FEB352D
-    x = x ^ ((x >> 15) & 0x1FFFF)
-    x = x * _signed32(0x846CA68B)
-    return x ^ ((x >> 16) & 0xFFFF)
+    """A bijective 32-bit integer hash (a multiply-xorshift finaliser) on an int32 tensor,
+    in place. Multiplications wrap modulo 2³²; right shifts are made logical by masking."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= 0x7FEB352D
+    x ^= (x >> 15) & 0x1FFFF
+    x *= _signed32(0x846CA68B)
+    x ^= (x >> 16) & 0xFFFF
+    return x
 
 
 def counter_keys(counters: torch.Tensor, key: int) -> torch.Tensor:
     """Per-row int32 keys for :func:`counter_normal` from row counters (int32) and a key
     (e.g. :func:`mix_key` of a seed and a call number); distinct counters give distinct keys."""
-    return _mix32(_mix32(counters.to(torch.int32)) ^ key)
+    keys = _mix32(counters.to(torch.int32, copy=True))
+    keys ^= key
+    return _mix32(keys)
 
 
 def counter_normal(
@@ -151,13 +152,18 @@ def counter_normal(
     half = (num_columns + 1) // 2
     device = row_keys.device
     columns = torch.arange(2 * half, device=device, dtype=torch.int32)
-    column_keys = _mix32(columns * _signed32(0x9E3779B1) + 0x3C6EF372)
+    column_keys = _mix32(columns.mul_(_signed32(0x9E3779B1)).add_(0x3C6EF372))
     bits = _mix32(row_keys[:, None] ^ column_keys[None, :])
-    bits = (bits >> 8) & 0xFFFFFF  # 24 uniform bits per value
+    bits >>= 8
+    bits &= 0xFFFFFF  # 24 uniform bits per value
     work = torch.float64 if dtype == torch.float64 else torch.float32
+    uniform = bits.to(work)
+    del bits
     scale = 1.0 / 16777216.0
-    u1 = bits[:, :half].to(work).add_(0.5).mul_(scale)  # in (0, 1): log is finite
-    angle = bits[:, half:].to(work).mul_(2.0 * math.pi * scale)
-    radius = u1.log_().mul_(-2.0).sqrt_()
-    out = torch.cat([radius * torch.cos(angle), radius.mul_(torch.sin(angle))], dim=1)
-    return out[:, :num_columns].to(dtype)
+    radius = uniform[:, :half].add_(0.5).mul_(scale).log_().mul_(-2.0).sqrt_()  # u1 in (0, 1)
+    angle = uniform[:, half:].mul_(2.0 * math.pi * scale)
+    out = torch.empty((row_keys.shape[0], 2 * half), dtype=work, device=device)
+    torch.mul(radius, torch.cos(angle), out=out[:, :half])
+    torch.mul(radius, angle.sin_(), out=out[:, half:])
+    out = out[:, :num_columns]
+    return out if out.dtype == dtype else out.to(dtype)
