@@ -109,19 +109,38 @@ def test_seeded_noise_tunnel_equals_captum_with_the_same_seed():
     torch.testing.assert_close(ours, reference, rtol=0, atol=0)
 
 
-def test_unseeded_calls_follow_the_global_stream():
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("gradient_shap", {"baselines": torch.rand(4, 3, 5, 5), "stdevs": 0.2}),
+        ("noise_tunnel", {"stdevs": 0.3, "nt_samples": 3}),
+        (
+            "cem",
+            {
+                "gradient": "urv",
+                "num_iter": 5,
+                "c_steps": 1,
+                "num_directions": 5,
+                "keep_best": False,
+                "zero_tol": 0.0,
+                "l1": 0.01,
+            },
+        ),  # fmt: skip
+    ],
+)
+def test_seed_none_means_fresh_randomness_and_leaves_the_global_stream(name, options):
+    """``seed=None``: every call draws anew (restoring the global RNG afterwards must not make
+    calls repeat), and the caller's random streams are untouched."""
     model, x = setup()
-    explainer = foxcem.get_explainer("gradient_shap")
-    options = {"baselines": torch.rand(4, 3, 5, 5), "stdevs": 0.2, "seed": None}
+    explainer = foxcem.get_explainer(name)
     torch.manual_seed(1)
     np.random.seed(1)
-    a = explainer.calculate_features(model, x, 0, **options)
-    b = explainer.calculate_features(model, x, 0, **options)  # the stream was not advanced
-    torch.manual_seed(2)
-    np.random.seed(2)
-    c = explainer.calculate_features(model, x, 0, **options)
-    assert torch.equal(a, b)
-    assert not torch.allclose(a, c)
+    state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    a = explainer.calculate_features(model, x, 0, seed=None, **options)
+    b = explainer.calculate_features(model, x, 0, seed=None, **options)
+    assert not torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert (np.random.get_state()[1] == np_state).all()
 
 
 @pytest.mark.parametrize("name", CAPTUM_EXPLAINERS)

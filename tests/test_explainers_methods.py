@@ -141,11 +141,12 @@ def test_occlusion_of_a_linear_model_is_weight_times_input_change():
     model, x = linear_setup()
     target = torch.tensor([2, 0])
     weights = linear_weights(model, target)
-    occlusion = OcclusionCVExplainer().calculate_features(model, x, target)
+    pixel = {"sliding_window_shapes": (1, 1, 1)}
+    occlusion = OcclusionCVExplainer().calculate_features(model, x, target, **pixel)
     # Captum divides by float32 window counts, so a float64 input gives float32 attributions.
     assert occlusion.dtype == torch.float32
     torch.testing.assert_close(occlusion, (weights * x).float())
-    shifted = OcclusionCVExplainer().calculate_features(model, x, target, baselines=0.5)
+    shifted = OcclusionCVExplainer().calculate_features(model, x, target, baselines=0.5, **pixel)
     torch.testing.assert_close(shifted, (weights * (x - 0.5)).float())
     # A whole-channel window gives every pixel of the channel the channel's total effect.
     window = OcclusionCVExplainer().calculate_features(
@@ -153,6 +154,21 @@ def test_occlusion_of_a_linear_model_is_weight_times_input_change():
     )
     expected = (weights * x).sum(dim=(2, 3), keepdim=True).expand_as(x)
     torch.testing.assert_close(window, expected.float())
+
+
+def test_occlusion_default_window_scales_with_the_image():
+    """All channels, about 1/14 of each side, half-window strides: a few hundred positions."""
+    from foxcem.attribution.occlusion import default_window
+
+    assert default_window((1, 8, 8)) == ((1, 1, 1), (1, 1, 1))
+    assert default_window((3, 224, 224)) == ((3, 16, 16), (3, 8, 8))
+    calls = []
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 5))
+    model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    x = torch.rand(2, 3, 224, 224)
+    result = OcclusionCVExplainer().calculate_features(model, x, 0)
+    assert result.shape == x.shape and sum(calls) <= 2 * 27 * 27 + 2 * 2 + 256  # positions
+    assert len(calls) < 20  # several positions per forward pass
 
 
 def test_occlusion_rejects_bad_windows():

@@ -12,6 +12,8 @@ Baselines live in :mod:`foxcem.attribution.baselines`, seeded randomness in
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from foxcem.attribution.layers import resolve_layer
+from foxcem.attribution.model_prep import captum_ready, reused_module_error
 from foxcem.core.explainer import Explainer
 from foxcem.core.seeding import isolated_rng
 
@@ -61,11 +64,22 @@ class CaptumCall:
         # warn, and layer methods work with the parameters frozen by the model-state guard.
         inputs = inputs.detach().requires_grad_(True)
         context = self.context if self.context is not None else contextlib.nullcontext()
-        with context, isolated_rng(self.seed, inputs.device), warnings.catch_warnings():
+        with (
+            context,
+            captum_ready(self.algorithm),
+            isolated_rng(self.seed, inputs.device),
+            warnings.catch_warnings(),
+        ):
             # Captum announces the hooks it sets on non-linearities; the model-state guard
             # removes whatever is left, so the notice is noise here.
             warnings.filterwarnings("ignore", message=_HOOK_NOTICE, category=UserWarning)
-            result = self.algorithm.attribute(inputs, target=target, **self.options)
+            try:
+                result = self.algorithm.attribute(inputs, target=target, **self.options)
+            except RuntimeError as exc:
+                if "more than once" not in str(exc):
+                    raise
+                method = type(self.algorithm).__name__
+                raise reused_module_error(self.algorithm, inputs.detach(), method) from None
         if self.finish is None:
             return result
         if (
@@ -115,9 +129,25 @@ class CaptumExplainer(Explainer):
         so a misspelt option raises ``TypeError`` naming it.
         """
 
+    def options(self) -> list[str]:
+        """The names of this method's options (keyword arguments of ``calculate_features``)."""
+        parameters = inspect.signature(self._prepare).parameters
+        return [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+
     def _attribute(
         self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
+        parameters = inspect.signature(self._prepare).parameters.values()
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)  # e.g. NoiseTunnel's
+        known = self.options()
+        for name in [] if open_ended else kwargs:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(
+                    f"{self.registry_name or type(self).__name__} has no option {name!r}{hint}; "
+                    f"its options are: {', '.join(known)}"
+                )
         return self._prepare(model, input_data, **kwargs).run(input_data, target)
 
 

@@ -26,6 +26,14 @@ def _check_window(value: object, name: str, ndim: int, allow_int: bool) -> Any:
     return tuple(check_positive_int(v, name) for v in value)
 
 
+def default_window(sample: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(window, strides) for a sample (C, H, W): all channels, about 1/14 of each side, strides
+    of half the window."""
+    window = (sample[0],) + tuple(max(1, round(side / 14)) for side in sample[1:])
+    strides = (sample[0],) + tuple(max(1, w // 2) for w in window[1:])
+    return window, strides
+
+
 @register_explainer("occlusion")
 class OcclusionCVExplainer(CaptumExplainer):
     """Occlusion: for every window position, ``f_t(x) − f_t(x with the window = baseline)``,
@@ -33,13 +41,15 @@ class OcclusionCVExplainer(CaptumExplainer):
 
     Options:
 
-    * ``sliding_window_shapes`` ((1, 1, 1)) — the occluded patch (C', H', W'); one entry per
-      non-batch dimension. One forward pass per position, so choose it with the input size in
-      mind (e.g. ``(3, 8, 8)`` with ``strides=(3, 4, 4)`` for an RGB image).
-    * ``strides`` (``None``: 1 in every dimension) — an int or a tuple like the window.
+    * ``sliding_window_shapes`` — the occluded patch (C', H', W'); one entry per non-batch
+      dimension. Default: all channels and about 1/14 of each spatial side (1×1 on 8×8 digits,
+      2×2 on 28×28, 16×16 on 224×224), so that an image of any size takes about 700 positions.
+    * ``strides`` — an int or a tuple like the window. Default: half the window (1 where the
+      window is 1); with a given window, 1 in every dimension.
     * ``baselines`` — the value put into the window: ``None``/``"zeros"`` (default), a number,
       a tensor (N, C, H, W)/(1, C, H, W), or ``"random"`` (standard normal, seeded by ``seed``).
-    * ``perturbations_per_eval`` (1) — occluded copies per forward pass.
+    * ``perturbations_per_eval`` — occluded copies per forward pass (default: as many as keep a
+      pass near 256 rows).
     * ``show_progress`` (``False``), ``additional_forward_args``, ``seed`` (0).
 
     Returns:
@@ -56,16 +66,22 @@ class OcclusionCVExplainer(CaptumExplainer):
         model: Any,
         input_data: torch.Tensor,
         *,
-        sliding_window_shapes: tuple[int, ...] = (1, 1, 1),
+        sliding_window_shapes: Optional[tuple[int, ...]] = None,
         strides: Union[None, int, tuple[int, ...]] = None,
         baselines: BaselineLike = None,
         additional_forward_args: Any = None,
-        perturbations_per_eval: int = 1,
+        perturbations_per_eval: Optional[int] = None,
         show_progress: bool = False,
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         ndim = input_data.dim() - 1
-        window = _check_window(sliding_window_shapes, "sliding_window_shapes", ndim, False)
+        if sliding_window_shapes is None:
+            window, default_strides = default_window(tuple(input_data.shape[1:]))
+            strides = default_strides if strides is None else strides
+        else:
+            window = _check_window(sliding_window_shapes, "sliding_window_shapes", ndim, False)
+        if perturbations_per_eval is None:
+            perturbations_per_eval = max(1, 256 // input_data.shape[0])
         if any(w > s for w, s in zip(window, input_data.shape[1:])):
             raise ValueError(
                 f"`sliding_window_shapes` {window} is larger than the input sample "

@@ -20,7 +20,9 @@ from foxcem.core.model_state import gradients_enabled, preserve_model_state
 
 __all__ = [
     "Explainer",
-    "check_differentiable",
+    "forward_args",
+    "model_dtype",
+    "differentiable_scores",
     "predict_scores",
     "split_convergence_delta",
     "validate_result",
@@ -56,35 +58,59 @@ def validate_result(attributions: torch.Tensor) -> None:
             )
 
 
-def predict_scores(model: Any, input_data: torch.Tensor) -> torch.Tensor:
-    """Class scores (N, classes) of ``model`` on ``input_data``, checked, without autograd."""
+def forward_args(additional_forward_args: Any) -> tuple[Any, ...]:
+    """Captum's ``additional_forward_args`` as the tuple of extra positional arguments."""
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)
+
+
+def predict_scores(
+    model: Any, input_data: torch.Tensor, additional_forward_args: Any = None
+) -> torch.Tensor:
+    """Class scores (N, classes) of ``model`` on ``input_data`` (and the extra forward
+    arguments, as Captum passes them), checked, without autograd."""
     with torch.no_grad():
-        scores = model(input_data)
+        scores = model(input_data, *forward_args(additional_forward_args))
     return check_scores(scores, input_data.shape[0])
 
 
-def check_differentiable(model: Any, input_data: torch.Tensor, method: str) -> None:
-    """Refuse, before any work, a model whose scores carry no autograd graph to the input.
+def model_dtype(model: Any) -> Optional[torch.dtype]:
+    """The floating dtype the model computes in: its first floating parameter's, else its first
+    floating buffer's; ``None`` for a model without either."""
+    if isinstance(model, nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+    return None
+
+
+def differentiable_scores(
+    model: Any, input_data: torch.Tensor, method: str, additional_forward_args: Any = None
+) -> torch.Tensor:
+    """Class scores (N, classes), checked, from a forward pass that also proves the model
+    differentiable: a model whose scores carry no autograd graph to its input is refused.
 
     A model that says ``differentiable = False`` (a NumPy or ONNX Runtime model behind
-    :class:`~foxcem.InferenceWrapper`) is refused without running it; any other is probed with
-    one sample.
+    :class:`~foxcem.InferenceWrapper`) is refused without running it.
 
     Raises:
         ValueError: naming the method and what to use instead.
     """
-    ok = getattr(model, "differentiable", True) is not False
-    if ok:
+    out = None
+    if getattr(model, "differentiable", True) is not False:
         with gradients_enabled():
-            probe = input_data[:1].detach().requires_grad_(True)
-            out = model(probe)
-            ok = isinstance(out, torch.Tensor) and out.requires_grad
-    if not ok:
+            probe = input_data.detach().requires_grad_(True)
+            out = model(probe, *forward_args(additional_forward_args))
+    if not (isinstance(out, torch.Tensor) and out.requires_grad):
         raise ValueError(
             f"{method} needs gradients, but the model's output has no autograd graph to its "
             "input (a NumPy or ONNX Runtime model, or one run under torch.no_grad); use a "
             "forward-only method: 'occlusion', or 'cem' with gradient='urv'"
         )
+    return check_scores(out.detach(), input_data.shape[0])
 
 
 class Explainer(ABC):
@@ -130,34 +156,50 @@ class Explainer(ABC):
         Args:
             model: a module (or callable) mapping ``input_data`` to class scores (N, classes).
             input_data: a floating tensor, (N, C, H, W) for the computer-vision explainers, on
-                the model's device.
+                the model's device. An input of another floating dtype than the model's
+                parameters is cast to the model's dtype (float16, bfloat16 or float64 inputs
+                for a float32 model, and so on).
             pred_label_idx: the class to explain: an int for every sample, a 0-D/1-D integer
-                tensor of length N, or a list of N ints. ``None`` explains each sample's
-                predicted class (argmax of the scores).
+                tensor of length N, or a list of N ints (``target=`` is accepted too, as in
+                Captum). ``None`` explains each sample's predicted class (argmax of the
+                scores, computed with ``additional_forward_args`` when given).
             **kwargs: method-specific options; an unknown name raises ``TypeError``.
 
         Returns:
-            The attributions, a detached tensor (shape documented by each method).
+            The attributions, a detached tensor (shape documented by each method), in the
+            model's dtype.
 
         Raises:
             TypeError, ValueError: for bad input, naming the argument.
             RuntimeError: if the attribution is empty.
         """
+        if "target" in kwargs:  # Captum's name for the same thing
+            if pred_label_idx is not None:
+                raise TypeError(
+                    "give the explained class as `pred_label_idx` or `target`, not both"
+                )
+            pred_label_idx = kwargs.pop("target")
         check_model(model)
         check_tensor(input_data, "input_data", ndim=self.input_ndim)
         if isinstance(model, nn.Module):
             check_same_device(model, input_data)
+        extra = kwargs.get("additional_forward_args")
         with gradients_enabled(), preserve_model_state(model, inputs=input_data):
             # Lightning hands us inference tensors; autograd needs ordinary ones.
             inputs = input_data.clone() if input_data.is_inference() else input_data.detach()
-            scores = predict_scores(model, inputs)
+            dtype = model_dtype(model)
+            if dtype is not None and inputs.dtype != dtype:
+                inputs = inputs.to(dtype)  # the rule: computed (and returned) in the model's dtype
+            if self.needs_gradients:
+                name = self.registry_name or type(self).__name__
+                scores = differentiable_scores(model, inputs, name, extra)
+            else:
+                scores = predict_scores(model, inputs, extra)
             target = check_target(
                 pred_label_idx, inputs.shape[0], scores.shape[1], device=inputs.device
             )
             if target is None:
                 target = scores.argmax(dim=1)
-            if self.needs_gradients:
-                check_differentiable(model, inputs, self.algorithm_name or type(self).__name__)
             result = self._attribute(model, inputs, target, **kwargs)
         validate_result(result)
         if isinstance(result, tuple):

@@ -40,11 +40,10 @@ def check_seed(seed: object, name: str = "seed") -> Optional[int]:
     return seed
 
 
-def make_generator(seed: Optional[int], device: torch.device) -> Optional[torch.Generator]:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: no generator)."""
-    if seed is None:
-        return None
-    return torch.Generator(device=device).manual_seed(seed)
+def make_generator(seed: Optional[int], device: torch.device) -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: a fresh seed, so
+    that ``None`` means new randomness on every call)."""
+    return torch.Generator(device=device).manual_seed(fresh_seed() if seed is None else seed)
 
 
 @contextlib.contextmanager
@@ -53,10 +52,11 @@ def isolated_rng(seed: Optional[int], device: torch.device) -> Iterator[None]:
 
     Captum draws its noise from the global RNGs: ``torch.normal`` on the input's device
     (NoiseTunnel, GradientShap's ``stdevs``) and NumPy's global generator (GradientShap's
-    interpolation coefficients and baseline choice). With a ``seed`` those generators — the CPU
-    one, the input's CUDA device's and NumPy's — are seeded for the block; with ``None`` they are
-    used as they are. Either way their states are restored afterwards, so an explanation never
-    advances the caller's random stream.
+    interpolation coefficients and baseline choice). Those generators — the CPU one, the input's
+    CUDA device's and NumPy's — are seeded for the block with ``seed``, or with a fresh seed from
+    the operating system when it is ``None`` (drawing from the global stream itself would repeat
+    on every call, since the stream is restored). Either way their states are restored
+    afterwards, so an explanation never advances the caller's random stream.
     """
     np_state = np.random.get_state()
     cpu_state = torch.get_rng_state()
@@ -64,12 +64,12 @@ def isolated_rng(seed: Optional[int], device: torch.device) -> Iterator[None]:
     if device.type == "cuda":
         cuda_index = device.index if device.index is not None else torch.cuda.current_device()
         cuda_state = torch.cuda.get_rng_state(cuda_index)
+    seed = fresh_seed() if seed is None else seed
     try:
-        if seed is not None:
-            np.random.seed(seed)
-            torch.default_generator.manual_seed(seed)
-            if cuda_index is not None:
-                torch.cuda.default_generators[cuda_index].manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)
+        if cuda_index is not None:
+            torch.cuda.default_generators[cuda_index].manual_seed(seed)
         yield
     finally:
         np.random.set_state(np_state)
