@@ -267,3 +267,43 @@ def test_onnx_model_black_box_pn_and_one_line_refusal_of_gradient_methods(
                  "--output", str(tmp_path / "ig")])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "needs gradients" in err[0] and "occlusion" in err[0]
+
+
+def test_an_exported_program_with_a_fixed_batch_explains_any_batch(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    net = SmallNet().eval()
+    program = torch.export.export(net, (torch.rand(1, 3, 10, 12),))  # batch fixed to 1
+    path = tmp_path / "one.pt2"
+    torch.export.save(program, str(path))
+    out = tmp_path / "out"
+    code = main(["explain", str(path), str(files["pt"]), str(files["npy"]), "--method",
+                 "integrated_gradients", "--n-steps", "4", "--output", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = torch.load(out / "attributions.pt", weights_only=True)
+    expected = get_explainer("integrated_gradients").calculate_features(
+        net, saved["inputs"], n_steps=4
+    )
+    torch.testing.assert_close(saved["attributions"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_methods_that_hook_modules_are_refused_before_the_model_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "never-read.pt"  # does not exist: the method is refused first
+    for method in ("layer_gradcam", "guided_backprop", "deeplift", "lrp"):
+        assert main(["explain", str(missing), str(missing), "--method", method]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "hooks the model's modules" in err[0] and "occlusion" in err[0]
+
+
+def test_error_lines_carry_no_cpp_source_locations() -> None:
+    from foxcem.io.files import first_line
+
+    raw = RuntimeError(
+        "Could not decode image [/src/torchvision/csrc/io/decode.cpp:42]\nlibpng ..."
+    )
+    assert first_line(raw) == "Could not decode image"
+    raw = RuntimeError("boom (Triggered internally at /pytorch/aten/src/ATen/x.cpp:12.)")
+    assert first_line(raw) == "boom"

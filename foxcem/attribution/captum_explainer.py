@@ -12,7 +12,6 @@ Baselines live in :mod:`foxcem.attribution.baselines`, seeded randomness in
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import warnings
 from abc import abstractmethod
@@ -24,6 +23,7 @@ from torch import nn
 
 from foxcem.attribution.layers import resolve_layer
 from foxcem.attribution.model_prep import captum_ready, reused_module_error
+from foxcem.core.checks import check_options
 from foxcem.core.explainer import Explainer
 from foxcem.core.seeding import isolated_rng
 
@@ -139,20 +139,15 @@ class CaptumExplainer(Explainer):
     ) -> torch.Tensor:
         parameters = inspect.signature(self._prepare).parameters.values()
         open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)  # e.g. NoiseTunnel's
-        known = self.options()
-        for name in [] if open_ended else kwargs:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise TypeError(
-                    f"{self.registry_name or type(self).__name__} has no option {name!r}{hint}; "
-                    f"its options are: {', '.join(known)}"
-                )
+        if not open_ended:
+            check_options(self.registry_name or type(self).__name__, kwargs, self.options())
         return self._prepare(model, input_data, **kwargs).run(input_data, target)
 
 
 class LayerCaptumExplainer(CaptumExplainer):
     """Base of the Captum layer methods: ``layer`` defaults to the model's last ``nn.Conv2d``."""
+
+    hooks_modules = True
 
     def create_explainer(self, model: Any, layer: Optional[nn.Module] = None, **kwargs: Any) -> Any:
         """The Captum layer-attribution object for ``model`` and ``layer``.

@@ -81,6 +81,8 @@ class DeepLIFTCVExplainer(CaptumExplainer):
         Attributions of the input's shape (N, C, H, W) (with the delta: a tuple).
     """
 
+    hooks_modules = True
+
     algorithm_name = "DeepLIFT"
     captum_class = DeepLift
 
@@ -164,6 +166,8 @@ class DeepLIFTSHAPCVExplainer(CaptumExplainer):
     Returns:
         Attributions of the input's shape (N, C, H, W) (with the delta: a tuple, delta (N·K,)).
     """
+
+    hooks_modules = True
 
     algorithm_name = "DeepLIFT SHAP"
     captum_class = DeepLiftShap

@@ -22,6 +22,8 @@ __all__ = ["GuidedBackpropCVExplainer", "DeconvolutionCVExplainer"]
 class _ModifiedReluExplainer(CaptumExplainer):
     """Shared code of the two modified-ReLU methods."""
 
+    hooks_modules = True
+
     def _prepare(
         self, model: Any, input_data: torch.Tensor, *, additional_forward_args: Any = None
     ) -> CaptumCall:

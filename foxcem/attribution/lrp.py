@@ -107,6 +107,8 @@ class LRPCVExplainer(CaptumExplainer):
         Relevances of the input's shape (N, C, H, W), summing to about ``f_t(x)`` per sample.
     """
 
+    hooks_modules = True
+
     algorithm_name = "LRP"
     captum_class = LRP
 

@@ -21,6 +21,7 @@ from foxcem.core.checks import (
     check_bool,
     check_choice,
     check_optional_positive_int,
+    check_options,
     check_positive_int,
 )
 from foxcem.core.registry import get_explainer_class, register_explainer
@@ -129,6 +130,9 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
         seed = check_seed(seed)
         if "seed" in inspect.signature(self.explainer._prepare).parameters:
             options["seed"] = seed
+        if isinstance(self.explainer, CaptumExplainer):
+            inner_name = self.explainer.registry_name or type(self.explainer).__name__
+            check_options(f"noise_tunnel over {inner_name}", options, self.explainer.options())
         inner = self.explainer._prepare(model, input_data, **options)
         if draw_baseline_from_distrib is None:
             draw_baseline_from_distrib = self.explainer.takes_baseline_distribution

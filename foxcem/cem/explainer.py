@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Union
 
 import torch
@@ -12,7 +13,7 @@ from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
 from foxcem.cem.urv import URVGradientEstimator
-from foxcem.core.checks import TargetLike, check_choice, check_positive_int
+from foxcem.core.checks import TargetLike, check_choice, check_options, check_positive_int
 from foxcem.core.explainer import Explainer
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed, fresh_seed
@@ -159,6 +160,11 @@ class CEMExplainer(Explainer):
             generator=torch.Generator(device=device).manual_seed(seed + 1),
         )
 
+    def options(self) -> list[str]:
+        """The names of the options of :meth:`calculate_features`."""
+        parameters = inspect.signature(self.create_explainer).parameters
+        return [n for n, p in parameters.items() if p.kind is p.KEYWORD_ONLY and n != "device"]
+
     def calculate_features(  # type: ignore[override]
         self,
         model: Any,
@@ -218,6 +224,7 @@ class CEMExplainer(Explainer):
             )
         if "device" in kwargs:
             raise TypeError("`device` is taken from `input_data`; do not pass it")
+        check_options("cem", kwargs, self.options())
         generator = self.create_explainer(model, device=input_data.device, **kwargs)
         savepoints, meta = generator.run(image=input_data, inference_call=model, target=target)
         self.meta_data = meta

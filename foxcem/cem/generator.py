@@ -8,11 +8,12 @@ gradient source made at it anyway, so knowing how good δ is costs no extra mode
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
 import torch
+from torch import nn
 
 from foxcem.cem.loss import CEMEvaluation, CEMLoss
 from foxcem.cem.optimizers import AoExpGrad
@@ -22,6 +23,7 @@ from foxcem.cem.tracking import (
     History,
     RoundState,
     as_evaluation,
+    make_optimizer,
     merge,
     regulariser_weights,
     start_point,
@@ -29,6 +31,7 @@ from foxcem.cem.tracking import (
 )
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
+from foxcem.core.model_state import preserve_model_state
 from foxcem.core.progress import progress_bar
 
 __all__ = ["ExplanationGenerator", "Callback"]
@@ -124,17 +127,6 @@ class ExplanationGenerator:
         self.c_steps = check_positive_int(c_steps, "c_steps")
 
     # ------------------------------------------------------------------------------ helpers
-    def _make_optimizer(self, param: torch.Tensor, loss: Any) -> torch.optim.Optimizer:
-        kwargs = dict(self.optimizer_kwargs)
-        try:
-            accepted = inspect.signature(self.optimizer).parameters
-        except (TypeError, ValueError):
-            accepted = {}
-        for key in ("lower", "upper"):
-            if key in accepted and key not in kwargs and hasattr(loss, key):
-                kwargs[key] = getattr(loss, key)
-        return self.optimizer([param], **kwargs)
-
     # ------------------------------------------------------------------------------ run
     def run(
         self,
@@ -154,17 +146,29 @@ class ExplanationGenerator:
                 loss as ``target=``.
 
         Returns:
-            ``(savepoints, meta_data)``. ``savepoints`` is an ``OrderedDict`` mapping the
-            iteration as a string to the explanation δ (N, …) at that point (see ``save_freq``),
-            shaped like the input (a segment-space loss's δ expanded to pixels; the segment
-            values of the result are ``meta_data["segment_values"]``); its last entry is the
-            result. ``meta_data`` adds, on the input's device:
-            ``loss_history``, ``attack_history``, ``l1_history``, ``l2_history`` (T, N) float and
-            ``success_history`` (T, N) bool (when ``history``), ``loss``, ``attack``,
-            ``success`` (N,) of the result, ``iterations`` (N,) steps taken per sample,
-            ``num_iter`` (iterations run, all rounds), ``c`` (N,) of the last round,
-            ``model_calls``, and with ``keep_best`` ``found`` (N,) bool (also as ``best_found``).
+            ``(savepoints, meta_data)``: ``savepoints`` maps the iteration (a string) to δ
+            shaped like the input (segment values expanded; see ``save_freq``), the last entry
+            being the result. ``meta_data`` adds ``<loss|attack|l1|l2|success>_history``
+            (T, N) with ``history``; ``loss``, ``attack``, ``success`` (N,) of the result;
+            ``iterations`` (N,), ``num_iter`` (all rounds), ``c`` (N,) of the last round,
+            ``model_calls``, ``invalid`` (N,: a NaN/inf gradient), ``segment_values`` for a
+            segment-space loss, and with ``keep_best`` ``found`` (N,) (also ``best_found``).
         """
+        guard = (
+            preserve_model_state(inference_call, inputs=image)
+            if isinstance(inference_call, nn.Module)
+            else contextlib.nullcontext()
+        )
+        with guard:  # eval mode (no BatchNorm update), everything restored afterwards
+            return self._run(image, inference_call, meta_data, target)
+
+    def _run(
+        self,
+        image: torch.Tensor,
+        inference_call: Callable[[torch.Tensor], torch.Tensor],
+        meta_data: Optional[dict[str, Any]],
+        target: TargetLike,
+    ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
         loss_kwargs = dict(self.loss_kwargs)
         if target is not None:
             loss_kwargs["target"] = target
@@ -192,7 +196,9 @@ class ExplanationGenerator:
                     assert best is not None
                     loss.set_c(search.update(best.found_this_round))
                 param = delta0.clone()
-                state = RoundState(param, self._make_optimizer(param, loss))
+                state = RoundState(
+                    param, make_optimizer(self.optimizer, self.optimizer_kwargs, param, loss)
+                )
                 if best is None and self.keep_best and feasible is not None:
                     best = BestIterate(delta0, *regulariser_weights(state.opt))
                 if best is not None:
@@ -327,9 +333,8 @@ class ExplanationGenerator:
         return self._savepoints, meta
 
     def __repr__(self) -> str:
-        name = lambda cls: getattr(cls, "__name__", cls)  # noqa: E731
+        parts = [getattr(c, "__name__", c) for c in (self.loss, self.optimizer, self.gradient)]
         return (
-            f"ExplanationGenerator(loss={name(self.loss)}, optimizer={name(self.optimizer)}, "
-            f"gradient={name(self.gradient)}, num_iter={self.num_iter}, "
-            f"save_freq={self.save_freq}, c_steps={self.c_steps})"
+            f"ExplanationGenerator(loss={parts[0]}, optimizer={parts[1]}, gradient={parts[2]}, "
+            f"num_iter={self.num_iter}, save_freq={self.save_freq}, c_steps={self.c_steps})"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ __all__ = [
     "History",
     "RoundState",
     "as_evaluation",
+    "make_optimizer",
     "merge",
     "plain_evaluation",
     "regulariser",
@@ -186,5 +188,21 @@ def warn_missing(found: torch.Tensor) -> None:
             f"CEM found no feasible explanation for {missing} of {len(found)} samples "
             "(meta_data['found'] is False for them; their δ is the last iterate, not an "
             "explanation): try more iterations, more c_steps, a larger c or a smaller K",
-            stacklevel=4,
+            stacklevel=5,
         )
+
+
+def make_optimizer(
+    cls: Any, kwargs: dict[str, Any], param: torch.Tensor, loss: Any
+) -> torch.optim.Optimizer:
+    """``cls([param], **kwargs)``, with the loss's bounds as ``lower``/``upper`` when the
+    optimizer takes them and they are not given."""
+    kwargs = dict(kwargs)
+    try:
+        accepted = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        accepted = {}  # type: ignore[assignment]
+    for key in ("lower", "upper"):
+        if key in accepted and key not in kwargs and hasattr(loss, key):
+            kwargs[key] = getattr(loss, key)
+    return cls([param], **kwargs)

@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from foxcem.core.checks import check_scores
-    from foxcem.core.registry import get_explainer
+    from foxcem.core.registry import available_explainers, get_explainer, get_explainer_class
     from foxcem.viz import attribution_to_rgb, normalize_attribution, overlay
 
     # Cheap checks first: the method, the options, the files.
@@ -209,6 +209,12 @@ def _run(args: argparse.Namespace) -> int:
         explainer = get_explainer(args.method)
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
+    if explainer.hooks_modules:  # refused before anything is loaded
+        usable = [n for n in available_explainers() if not get_explainer_class(n).hooks_modules]
+        raise CLIError(
+            f"{args.method} hooks the model's modules, which a TorchScript, exported or ONNX "
+            f"model does not run as Python modules; choose one of: {', '.join(usable)}"
+        )
     mean, std = parse_floats(args.mean, "--mean"), parse_floats(args.std, "--std")
     size = parse_size(args.size)
     if not 0.0 <= args.alpha <= 1.0:

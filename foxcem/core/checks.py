@@ -6,8 +6,9 @@ says what was expected, so bad input never surfaces as a shape error from deep i
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Optional, Union
 
 import torch
@@ -184,3 +185,19 @@ def check_finite_float(
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"`{name}` must be {'>' if strict else '>='} {minimum:g}, got {value}")
     return value
+
+
+def check_options(method: str, given: Iterable[str], known: Sequence[str]) -> None:
+    """Refuse an option a method does not have, naming it, the closest known one and all of
+    them (instead of Python's message about a private function's keyword arguments).
+
+    Raises:
+        TypeError: for the first unknown option.
+    """
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(
+                f"{method} has no option {name!r}{hint}; its options are: {', '.join(known)}"
+            )

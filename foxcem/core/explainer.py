@@ -133,6 +133,10 @@ class Explainer(ABC):
     #: Whether the method differentiates the model (checked up front: a black-box model is
     #: refused with a clear message before any work).
     needs_gradients: ClassVar[bool] = True
+    #: Whether the method hooks the model's modules (layer methods, guided backprop, DeepLIFT,
+    #: LRP): a TorchScript, exported or ONNX model, whose modules do not run as Python modules,
+    #: cannot be explained by it.
+    hooks_modules: ClassVar[bool] = False
 
     @abstractmethod
     def create_explainer(self, model: Any, **kwargs: Any) -> Any:

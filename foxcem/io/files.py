@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -116,20 +117,45 @@ class ExportedModule(torch.nn.Module):
     """An exported program's module as an ordinary ``nn.Module``.
 
     Its train/eval behaviour was fixed when the program was exported (the exported module refuses
-    ``.eval()``), so :meth:`train` is a no-op here; everything else is delegated.
+    ``.eval()``), so :meth:`train` is a no-op here; everything else is delegated. A program
+    exported with a fixed batch size (``static_batch``, e.g. from a one-image example) is called
+    in chunks of that size, the last one padded, so that any batch works.
     """
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module, static_batch: Optional[int] = None) -> None:
         super().__init__()
         self.module = module
+        self.static_batch = static_batch
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the exported module."""
-        return self.module(*args, **kwargs)
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Call the exported module (in chunks of its fixed batch size, when it has one)."""
+        size = self.static_batch
+        if size is None or x.shape[0] == size:
+            return self.module(x, *args, **kwargs)
+        outputs = []
+        for start in range(0, x.shape[0], size):
+            chunk = x[start : start + size]
+            rows = chunk.shape[0]
+            if rows < size:  # pad with copies of the last row, then drop their outputs
+                chunk = torch.cat([chunk, chunk[-1:].expand(size - rows, *chunk.shape[1:])])
+            outputs.append(self.module(chunk, *args, **kwargs)[:rows])
+        return torch.cat(outputs)
 
     def train(self, mode: bool = True) -> ExportedModule:
         """No-op: the exported program's mode is fixed."""
         return self
+
+
+def static_batch_size(program: Any) -> Optional[int]:
+    """The batch size an exported program was fixed to (its first input's first dimension when
+    that is a plain int), or ``None`` for a dynamic batch."""
+    names = list(getattr(program.graph_signature, "user_inputs", []))[:1]
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in names:
+            value = node.meta.get("val")
+            first = value.shape[0] if getattr(value, "shape", None) else None
+            return first if isinstance(first, int) else None
+    return None
 
 
 def load_exported(path: Path, device: torch.device) -> Any:
@@ -140,16 +166,20 @@ def load_exported(path: Path, device: torch.device) -> Any:
         program = torch.export.load(str(path))
     finally:
         logger.setLevel(level)
-    module = ExportedModule(program.module())
+    module = ExportedModule(program.module(), static_batch_size(program))
     if device.type != "cpu":
         module = module.to(device)
     return module
 
 
 def first_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one readable line: its first non-empty line, without the C++
+    source locations some torch and torchvision errors carry."""
     for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()[:300]
+        line = re.sub(r"\s*\(?(Triggered internally at|Exception raised from) .*$", "", line)
+        line = re.sub(r"\s*\[?\S+\.(cpp|cc|h|cu):\d+\]?", "", line).strip()
+        if line:
+            return line[:300]
     return type(exc).__name__
 
 
