@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from torch import nn
 
-from foxcem.attribution.layers import resolve_layer
+from foxcem.attribution.layers import get_last_conv_layer, resolve_layer
 from foxcem.attribution.model_prep import captum_ready, reused_module_error
 from foxcem.core.checks import check_options
 from foxcem.core.explainer import Explainer
@@ -148,6 +148,8 @@ class LayerCaptumExplainer(CaptumExplainer):
     """Base of the Captum layer methods: ``layer`` defaults to the model's last ``nn.Conv2d``."""
 
     hooks_modules = True
+    #: The layer explained when none is given: the last ``nn.Conv2d`` (Grad-CAM overrides it).
+    default_layer = staticmethod(get_last_conv_layer)
 
     def create_explainer(self, model: Any, layer: Optional[nn.Module] = None, **kwargs: Any) -> Any:
         """The Captum layer-attribution object for ``model`` and ``layer``.
@@ -158,4 +160,5 @@ class LayerCaptumExplainer(CaptumExplainer):
                 ``nn.Conv2d`` (a model without one raises ``ValueError``).
             **kwargs: other arguments of the Captum class's constructor.
         """
-        return self.captum_class(model, layer=resolve_layer(model, layer), **kwargs)
+        layer = resolve_layer(model, layer, type(self).default_layer)
+        return self.captum_class(model, layer=layer, **kwargs)

@@ -14,7 +14,7 @@ from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
 from foxcem.attribution.captum_explainer import CaptumCall, LayerCaptumExplainer
-from foxcem.attribution.layers import require_module
+from foxcem.attribution.layers import get_last_block, require_module
 from foxcem.core.checks import check_bool, check_choice
 from foxcem.core.registry import register_explainer
 
@@ -37,8 +37,9 @@ class LayerGradCAMCVExplainer(LayerCaptumExplainer):
 
     Options:
 
-    * ``layer`` — the convolution whose output ``A`` is used; ``None`` (default): the model's
-      last ``nn.Conv2d``.
+    * ``layer`` — the layer whose output ``A`` is used; ``None`` (default): the output of the
+      model's last convolutional block (``layer4[-1]`` of a torchvision ResNet, the last
+      ``Conv2d`` of a plain stack; see :func:`~foxcem.attribution.layers.get_last_block`).
     * ``relu_attributions`` (``True``, as in the Grad-CAM paper) — keep only positive evidence;
       ``False`` returns signed maps (Captum's default).
     * ``upsample`` (``True``) — resize to the input's (H, W) with ``interpolate_mode``
@@ -51,6 +52,8 @@ class LayerGradCAMCVExplainer(LayerCaptumExplainer):
         (N, 1, H, W) maps (with ``attr_dim_summation=False``: (N, C', H, W); without
         upsampling the layer's spatial size).
     """
+
+    default_layer = staticmethod(get_last_block)
 
     algorithm_name = "Layer GradCAM"
     captum_class = LayerGradCam
@@ -97,7 +100,7 @@ class GuidedGradCAMCVExplainer(LayerCaptumExplainer):
 
     Options:
 
-    * ``layer`` — default: the model's last ``nn.Conv2d``.
+    * ``layer`` — default: the output of the model's last convolutional block, as Grad-CAM.
     * ``interpolate_mode`` (``"nearest"``, Captum's default) — how the Grad-CAM map is resized.
     * ``attribute_to_layer_input`` (``False``), ``additional_forward_args``.
 
@@ -106,6 +109,8 @@ class GuidedGradCAMCVExplainer(LayerCaptumExplainer):
     Returns:
         Attributions of the input's shape (N, C, H, W).
     """
+
+    default_layer = staticmethod(get_last_block)
 
     algorithm_name = "Guided GradCAM"
     captum_class = GuidedGradCam

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-__all__ = ["get_last_conv_layer", "resolve_layer", "require_module"]
+__all__ = ["get_last_block", "get_last_conv_layer", "resolve_layer", "require_module"]
 
 
 def require_module(model: Any, method: str) -> nn.Module:
@@ -43,15 +43,48 @@ def get_last_conv_layer(model: nn.Module) -> nn.Conv2d:
     return last
 
 
-def resolve_layer(model: Any, layer: Optional[nn.Module]) -> nn.Module:
-    """``layer`` checked to be a submodule of ``model``; ``None`` means the last ``nn.Conv2d``.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def get_last_block(model: nn.Module) -> nn.Module:
+    """The output of the model's last convolutional block, Grad-CAM's usual layer.
+
+    From the model down: the last child (in registration order) that holds a ``nn.Conv2d``,
+    descending through containers (``Sequential``, ``ModuleList``, ``ModuleDict``): for a
+    torchvision ResNet ``layer4[-1]``, for a plain stack of convolutions its last ``Conv2d``.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``.
+        ValueError: if ``model`` has no ``nn.Conv2d``; pass the layer explicitly then.
+    """
+    get_last_conv_layer(model)  # the same checks and message when there is no convolution
+    node = model
+    while True:
+        holders = [
+            child
+            for child in node.children()
+            if isinstance(child, nn.Conv2d)
+            or any(isinstance(m, nn.Conv2d) for m in child.modules())
+        ]
+        if not holders:
+            return node
+        node = holders[-1]
+        if not isinstance(node, _CONTAINERS):
+            return node
+
+
+def resolve_layer(
+    model: Any, layer: Optional[nn.Module], default: Any = get_last_conv_layer
+) -> nn.Module:
+    """``layer`` checked to be a submodule of ``model``; ``None`` means ``default(model)`` (the
+    last ``nn.Conv2d``).
 
     Raises:
         TypeError: if ``layer`` is not an ``nn.Module``.
         ValueError: if ``layer`` is not part of ``model`` or ``model`` has no ``nn.Conv2d``.
     """
     if layer is None:
-        return get_last_conv_layer(model)
+        return default(model)
     if not isinstance(layer, nn.Module):
         raise TypeError(f"`layer` must be a torch.nn.Module, got {type(layer).__name__}")
     if isinstance(model, nn.Module) and not any(m is layer for m in model.modules()):

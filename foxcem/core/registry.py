@@ -6,6 +6,7 @@ The built-in explainers register themselves when their modules are imported; ``i
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Callable, TypeVar, Union
 
 if TYPE_CHECKING:
@@ -35,11 +36,37 @@ def available_explainers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: Other names of the built-in explainers: short forms, and Captum's class names in snake_case
+#: (``IntegratedGradients`` -> ``integrated_gradients`` is found without an alias).
+ALIASES = {
+    "ig": "integrated_gradients",
+    "layer_ig": "layer_integrated_gradients",
+    "gradcam": "layer_gradcam",
+    "grad_cam": "layer_gradcam",
+    "layer_grad_cam": "layer_gradcam",
+    "guided_grad_cam": "guided_gradcam",
+    "deep_lift": "deeplift",
+    "deep_lift_shap": "deeplift_shap",
+    "layer_deep_lift": "layer_deeplift",
+    "layer_deep_lift_shap": "layer_deeplift_shap",
+    "contrastive_explanation": "cem",
+}
+
+
+def _key(name: str) -> str:
+    """``"IntegratedGradients"``, ``"integrated-gradients"``, ``" IG "`` -> a registry key."""
+    key = re.sub(r"[\s-]+", "_", name.strip())
+    key = re.sub(r"([^_])([A-Z][a-z]+)", r"\1_\2", key)  # CamelCase -> snake_case
+    key = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    return ALIASES.get(key, key)
+
+
 def get_explainer_class(name: str) -> type[Explainer]:
-    """The explainer class registered under ``name``."""
+    """The explainer class registered under ``name`` (or an alias: ``"ig"``, ``"gradcam"``,
+    Captum's class names such as ``"IntegratedGradients"``)."""
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
+    key = _key(name)
     if key not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown explainer {name!r}; known explainers: {known}")
