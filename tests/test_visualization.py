@@ -213,7 +213,7 @@ def test_figures_titles_and_sizes() -> None:
         sign={"IG": "all"},
     )
     titles = _titles(fig)
-    assert len(fig.axes) == 2 * 5
+    assert len(fig.axes) == 2 * 5 + 2 * 2  # 5 panels per row, a colorbar per heatmap
     assert titles[:5] == [
         "input · pred 0 · true 0",
         "IG · class 0",
@@ -233,7 +233,8 @@ def test_figures_titles_and_sizes() -> None:
     fig = plot_savepoints(savepoints, model=model, mode="PP")
     assert len(fig.axes) == 3
     fig = plot_pp_pn(images, pp=images * 0.5, pn=torch.full((2, 1, 8, 8), 0.5), model=model)
-    assert len(fig.axes) == 2 * 4 and _titles(fig)[3] == "x+PN · 0→1"
+    assert len(fig.axes) == 2 * 3 and _titles(fig)[:3] == ["x · class 0", "PP · class 0",
+                                                          "x+PN · 0→1"]  # fmt: skip
     with pytest.raises(ValueError):
         plot_savepoints({})
     with pytest.raises(ValueError, match="samples"):
@@ -247,3 +248,44 @@ def test_enlarge_repeats_pixels_by_the_smallest_sufficient_factor(shape: tuple) 
     expected = images.repeat_interleave(3, dim=-2).repeat_interleave(3, dim=-1)
     assert torch.equal(big, expected)
     assert enlarge(images, 5) is images
+
+
+def _png_size(fig, tmp_path, name: str) -> tuple[int, int]:
+    path = tmp_path / name
+    fig.savefig(path, dpi=50)
+    from torchvision.io import read_image
+
+    return tuple(read_image(str(path)).shape[1:])
+
+
+def test_visualize_image_attr_methods_sizes_and_colorbars(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from foxcem.viz import visualize_image_attr
+
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    attr = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for method, bars in (("heat_map", 1), ("blended_heat_map", 1), ("original_image", 0),
+                         ("masked_image", 0), ("alpha_scaling", 0)):  # fmt: skip
+        fig, ax = visualize_image_attr(
+            attr, image, method, sign="all", mean=(0.5,) * 3, std=(0.2,) * 3, target=2,
+            class_names=["cat", "dog", "fox"], fig_size=(3, 3),
+        )  # fmt: skip
+        assert len(fig.axes) == 1 + bars and ax.get_title().endswith("class fox")
+        assert _png_size(fig, tmp_path, f"{method}.png") == (150, 150)
+    with pytest.raises(ValueError, match="original_image"):
+        visualize_image_attr(attr, None, "blended_heat_map")
+    with pytest.raises(ValueError, match="method"):
+        visualize_image_attr(attr, image, "sparkles")
+
+
+def test_cem_figures_draw_a_missing_explanation_as_such(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    images = torch.full((2, 1, 8, 8), 0.25)
+    tiny = torch.full((2, 1, 8, 8), 1e-6)  # a near-zero δ that a stretch would blow up
+    fig = plot_pp_pn(images, pp=tiny, pn=tiny, found_pp=[True, False], found_pn=[False, True],
+                     model=_Threshold())  # fmt: skip
+    titles = _titles(fig)
+    assert titles[4] == "no PP found" and titles[2] == "no PN found"
+    assert _png_size(fig, tmp_path, "pp_pn.png")[1] > _png_size(fig, tmp_path, "pp_pn.png")[0]
+    grid = plot_explanation_grid(images, pp={"CEM PP": tiny}, found={"CEM PP": [False, True]})
+    assert _titles(grid)[1] == "CEM PP: no PP found"

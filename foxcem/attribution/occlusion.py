@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Union
 
 import torch
@@ -9,7 +10,8 @@ from captum.attr import Occlusion
 
 from foxcem.attribution.baselines import BaselineLike, resolve_baselines
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
-from foxcem.core.checks import check_bool, check_positive_int
+from foxcem.core.checks import check_positive_int
+from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
 
 __all__ = ["OcclusionCVExplainer"]
@@ -24,6 +26,12 @@ def _check_window(value: object, name: str, ndim: int, allow_int: bool) -> Any:
             f"got {value!r}"
         )
     return tuple(check_positive_int(v, name) for v in value)
+
+
+def _positions(sample: Any, window: Any, strides: Any) -> int:
+    """How many window positions Occlusion evaluates (its forward passes, at one per pass)."""
+    steps = strides if isinstance(strides, tuple) else (strides or 1,) * len(window)
+    return math.prod((s - w) // t + 1 for s, w, t in zip(sample, window, steps))
 
 
 def default_window(sample: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -50,7 +58,8 @@ class OcclusionCVExplainer(CaptumExplainer):
       a tensor (N, C, H, W)/(1, C, H, W), or ``"random"`` (standard normal, seeded by ``seed``).
     * ``perturbations_per_eval`` — occluded copies per forward pass (default: as many as keep a
       pass near 256 rows).
-    * ``show_progress`` (``False``), ``additional_forward_args``, ``seed`` (0).
+    * ``show_progress`` (``"auto"``: a bar for many positions when stderr is a terminal),
+      ``additional_forward_args``, ``seed`` (0).
 
     Returns:
         Attributions of the input's shape (N, C, H, W). Captum divides by float32 window counts,
@@ -71,7 +80,7 @@ class OcclusionCVExplainer(CaptumExplainer):
         baselines: BaselineLike = None,
         additional_forward_args: Any = None,
         perturbations_per_eval: Optional[int] = None,
-        show_progress: bool = False,
+        show_progress: Union[bool, str] = "auto",
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         ndim = input_data.dim() - 1
@@ -97,6 +106,8 @@ class OcclusionCVExplainer(CaptumExplainer):
             "perturbations_per_eval": check_positive_int(
                 perturbations_per_eval, "perturbations_per_eval"
             ),
-            "show_progress": check_bool(show_progress, "show_progress"),
+            "show_progress": wants_progress(
+                show_progress, _positions(input_data.shape[1:], window, strides)
+            ),
         }
         return CaptumCall(self.create_explainer(model), options)

@@ -15,6 +15,7 @@ from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_choice, check_options, check_positive_int
 from foxcem.core.explainer import Explainer
+from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed, fresh_seed
 
@@ -90,7 +91,7 @@ class CEMExplainer(Explainer):
         early_stop: bool = False,
         keep_best: bool = True,
         history: bool = True,
-        progress: bool = False,
+        progress: Union[bool, str] = "auto",
         callback: Optional[Callback] = None,
         verbose: Union[bool, int] = False,
         device: Union[str, torch.device, None] = None,
@@ -136,6 +137,9 @@ class CEMExplainer(Explainer):
                 seed=seed,
             )
         device = torch.device(device) if device is not None else torch.device("cpu")
+        total = check_positive_int(
+            int(defaults["num_iter"]) if num_iter is None else num_iter, "num_iter"
+        ) * check_positive_int(int(defaults["c_steps"]) if c_steps is None else c_steps, "c_steps")
         return ExplanationGenerator(
             loss=CEMLoss,
             optimizer=OPTIMIZERS[optimizer],
@@ -154,7 +158,7 @@ class CEMExplainer(Explainer):
             early_stop=early_stop,
             keep_best=keep_best,
             history=history,
-            progress=progress,
+            progress=wants_progress(progress, total),
             callback=callback,
             start_noise=start_noise,
             generator=torch.Generator(device=device).manual_seed(seed + 1),
@@ -207,7 +211,9 @@ class CEMExplainer(Explainer):
             seed: seeds all randomness (default 0; ``None``: fresh randomness on every call).
             start_noise: PN only: std of a Gaussian start (default 0: zeros).
             keep_best: return the best feasible iterate (default True; False: the last one).
-            save_freq, early_stop, history, progress, callback, verbose: see
+            progress: a progress bar on stderr: True, False, or ``"auto"`` (default: on for a long
+                run when stderr is a terminal).
+            save_freq, early_stop, history, callback, verbose: see
                 :class:`~foxcem.cem.ExplanationGenerator`.
 
         Returns:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
@@ -44,6 +45,28 @@ def _one_line(text: object) -> str:
     """Collapse a message to one line (the first non-empty lines joined)."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return " ".join(lines) if len(lines) <= 3 else " ".join(lines[:3]) + " ..."
+
+
+#: Options whose values are number lists, which may start with a minus sign.
+_NUMBER_LISTS = ("--mean", "--std", "--target")
+_NEGATIVE_LIST = re.compile(r"^-\d[\d.eE+-]*(,\s*-?[\d.eE+-]+)*$")
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--mean -0.1,0,0`` as ``--mean=-0.1,0,0``: argparse takes a value starting with a minus
+    sign for an option of its own."""
+    out: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in _NUMBER_LISTS and i + 1 < len(tokens) and _NEGATIVE_LIST.match(tokens[i + 1]):
+            out.append(f"{token}={tokens[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
 
 
 def _first_command(argv: Sequence[str]) -> Optional[str]:
@@ -120,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Args:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _attach_negative_values(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("FOXCEM_DEBUG", "") not in ("", "0")
     try:
         parser = build_parser(argv)

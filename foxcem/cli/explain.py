@@ -5,11 +5,15 @@ The model is a TorchScript archive (``torch.jit.save``, usually ``.pt``) or an e
 Runtime: the ``onnx`` extra; CEM then uses the black-box gradient). Inputs are images (``.png``, ``.jpg``, ``.jpeg``,
 ``.gif``, ``.webp``, read with torchvision) scaled to [0, 1], or tensors (``.npy``, ``.pt``) of
 shape (H, W), (C, H, W) or (N, C, H, W), used as they are (a uint8 tensor is scaled to [0, 1]).
-Then ``--grayscale``, ``--size`` and ``--mean``/``--std`` are applied, in that order.
+Then ``--grayscale``, ``--resize``/``--center-crop`` (as torchvision's transforms) or ``--size``,
+and ``--mean``/``--std`` are applied, in that order.
 
-Outputs in ``--output``: per input ``<name>_heatmap.png`` and ``<name>_overlay.png``, and
+Outputs in ``--output``: per input ``<name>_heatmap.png``, ``<name>_overlay.png`` and
+``<name>_figure.png`` (the explanation over the un-normalised input, with a colorbar; for CEM the
+input beside its PP or x + PN with the new class), and
 ``attributions.pt`` — a dict with ``attributions`` (the raw result, N first), ``files``,
-``inputs`` (the preprocessed batch), ``targets``, ``predictions``, ``method`` and ``options``
+``inputs`` (the preprocessed batch), ``targets``, ``predictions``, ``method``, ``options`` and,
+for CEM, ``found`` (per input: whether an explanation was found)
 (``torch.load(path, weights_only=True)`` reads it).
 """
 
@@ -18,20 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from foxcem.cli.errors import CLIError
+from foxcem.cli.methods import HelpWithMethod, ListMethods
 from foxcem.cli.options import parse_floats, parse_options, parse_size, parse_targets
-from foxcem.cli.outputs import jsonable, safe_stem, unscale, write_image_png
+from foxcem.cli.outputs import jsonable, safe_stem, unscale, write_figures, write_image_png
+from foxcem.cli.preprocess import preprocess
 from foxcem.core.explainer import split_convergence_delta
 from foxcem.io.files import (
     IMAGE_SUFFIXES,
     TENSOR_SUFFIXES,
-    ExportedModule,
     first_line,
     load_inputs,
     load_model,
@@ -56,22 +60,24 @@ def register(subparsers: Any) -> None:
     """Add the ``explain`` subcommand."""
     parser = subparsers.add_parser(
         "explain",
-        help="explain a saved model (TorchScript or exported program) on images or tensors",
+        help="explain a saved model (TorchScript, exported program, ONNX) on images or tensors",
         description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=HelpWithMethod,
+                        help="show this help (after --method NAME: also that method's options)")  # fmt: skip
+    parser.add_argument("--list-methods", action=ListMethods,
+                        help="list every method with a line of description and its options")  # fmt: skip
     parser.add_argument(
         "model", type=Path, help="TorchScript (.pt), exported program (.pt2) or ONNX (.onnx)"
     )
     parser.add_argument(
         "inputs", type=Path, nargs="+", metavar="INPUT", help="image or tensor files"
     )
-    parser.add_argument(
-        "--method",
-        default="integrated_gradients",
-        help="explainer name from the registry (default: integrated_gradients); "
-        "`python -c 'import foxcem; print(foxcem.available_explainers())'` lists them",
-    )
+    parser.add_argument("--method", default="integrated_gradients",
+                        help="registered method or alias (default: integrated_gradients; "
+                        "--list-methods lists them)")  # fmt: skip
     parser.add_argument(
         "--target",
         default=None,
@@ -88,16 +94,22 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="any other option of the method (repeatable); VALUE is a Python literal "
-        "(1, 0.5, True, None, 'text', [1, 2]) or else a string; `layer=NAME` names a submodule",
+        "(1, 0.5, True, None, 'text', [1, 2]) or else a string",
     )
-    parser.add_argument(
-        "--mean", default=None, help="per-channel mean to subtract, e.g. 0.485,0.456,0.406"
-    )
+    parser.add_argument("--mean", default=None,
+                        help="per-channel mean to subtract, e.g. 0.485,0.456,0.406 (negative "
+                        "values too: --mean -0.1,0,0)")  # fmt: skip
     parser.add_argument(
         "--std", default=None, help="per-channel std to divide by, e.g. 0.229,0.224,0.225"
     )
-    parser.add_argument("--size", default=None, help="resize to H,W (or one number for a square)")
+    parser.add_argument("--resize", type=int, default=None,
+                        help="resize the shorter side to N, keeping the aspect ratio")  # fmt: skip
+    parser.add_argument("--center-crop", default=None,
+                        help="crop the centre to H,W (or one number for a square)")  # fmt: skip
+    parser.add_argument("--size", default=None, help="resize to exactly H,W (or one number)")
     parser.add_argument("--grayscale", action="store_true", help="convert inputs to one channel")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="explain this many inputs at a time (default: all at once)")  # fmt: skip
     parser.add_argument(
         "--sign",
         default="absolute",
@@ -111,6 +123,7 @@ def register(subparsers: Any) -> None:
         help="heatmap weight of the overlay where the attribution is strongest (default: 0.7)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--output",
         type=Path,
@@ -120,112 +133,89 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def preprocess(
-    tensors: Sequence[torch.Tensor],
-    grayscale: bool = False,
-    size: Optional[tuple[int, int]] = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-) -> torch.Tensor:
-    """Grayscale, resize and normalise each (n, C, H, W) tensor, then concatenate them.
-
-    Raises:
-        CLIError: inconsistent shapes or a mean/std of the wrong length (one line).
-    """
-    import torch.nn.functional as F
-
-    out = []
-    for tensor in tensors:
-        if grayscale and tensor.shape[1] == 3:
-            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            tensor = (tensor * weights).sum(dim=1, keepdim=True)
-        elif grayscale and tensor.shape[1] != 1:
-            raise CLIError(f"--grayscale needs 1 or 3 channels, got {tensor.shape[1]}")
-        if size is not None and tuple(tensor.shape[-2:]) != size:
-            tensor = F.interpolate(
-                tensor, size=size, mode="bilinear", antialias=True, align_corners=False
-            )
-        out.append(tensor)
-    shapes = {tuple(t.shape[1:]) for t in out}
-    if len(shapes) > 1:
-        listed = ", ".join(str(s) for s in sorted(shapes))
-        raise CLIError(f"inputs have different shapes {listed}; use --size H,W (and --grayscale)")
-    batch = torch.cat(out)
-    channels = batch.shape[1]
-    for name, values in (("--mean", mean), ("--std", std)):
-        if values is not None and len(values) not in (1, channels):
-            raise CLIError(
-                f"{name} has {len(values)} values but the inputs have {channels} channels"
-            )
-    if std is not None and any(v == 0 for v in std):
-        raise CLIError("--std must not contain zeros")
-    if mean is not None:
-        batch = batch - torch.tensor(mean).view(1, -1, 1, 1)
-    if std is not None:
-        batch = batch / torch.tensor(std).view(1, -1, 1, 1)
-    return batch.contiguous()
-
-
-def _resolve_layer(model: Any, options: dict[str, Any]) -> None:
-    """Replace a ``layer`` option given by name with the submodule (``features.2``)."""
-    layer = options.get("layer")
-    if not isinstance(layer, str):
-        return
-    modules = dict(model.named_modules()) if isinstance(model, torch.nn.Module) else {}
-    if isinstance(model, ExportedModule):  # names as in the original model
-        modules.update(
-            {k[len("module.") :]: v for k, v in modules.items() if k.startswith("module.")}
-        )
-    if layer not in modules or not layer:
-        known = ", ".join(k for k in modules if k and not k.startswith("module.")) or "none"
-        raise CLIError(
-            f"--option layer={layer}: the model has no submodule {layer!r} (it has: {known})"
-        )
-    options["layer"] = modules[layer]
-
-
-# ----------------------------------------------------------------------------------------------
-# the command
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run ``foxcem explain`` with the parsed options; returns the exit code."""
+    """Run ``foxcem explain`` with the parsed arguments; returns the exit code."""
     with warnings.catch_warnings():
         # Deprecation notices about the loaders (torch.jit, torchvision.io) and Captum's note on
-        # requires_grad are for library authors, not for the person running the command.
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*did not already require gradients.*")
+        # hooks are noise on a command line.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from foxcem.core.checks import check_scores
-    from foxcem.core.registry import available_explainers, get_explainer, get_explainer_class
-    from foxcem.viz import attribution_to_rgb, normalize_attribution, overlay
+def _check_arguments(args: argparse.Namespace, explainer: Any) -> dict[str, Any]:
+    """The cheap checks, before anything is read; returns the method's options."""
+    from foxcem.core.registry import available_explainers, get_explainer_class
 
-    # Cheap checks first: the method, the options, the files.
-    try:
-        explainer = get_explainer(args.method)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(str(exc)) from None
-    if explainer.hooks_modules:  # refused before anything is loaded
+    if explainer.hooks_modules:
         usable = [n for n in available_explainers() if not get_explainer_class(n).hooks_modules]
         raise CLIError(
             f"{args.method} hooks the model's modules, which a TorchScript, exported or ONNX "
             f"model does not run as Python modules; choose one of: {', '.join(usable)}"
         )
-    mean, std = parse_floats(args.mean, "--mean"), parse_floats(args.std, "--std")
-    size = parse_size(args.size)
     if not 0.0 <= args.alpha <= 1.0:
         raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
+    for name in ("resize", "batch_size", "n_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     options = parse_options(args.option)
     if args.n_steps is not None:
-        if args.n_steps < 1:
-            raise CLIError(f"--n-steps must be a positive integer, got {args.n_steps}")
         options["n_steps"] = args.n_steps
     if args.mode is not None:
         options["mode"] = args.mode.upper()
+    if explainer.registry_name == "cem":
+        options.setdefault("progress", not args.quiet)
+    elif explainer.registry_name == "occlusion":
+        options.setdefault("show_progress", not args.quiet)
+    return options
+
+
+def _explain(
+    explainer: Any, model: Any, inputs: torch.Tensor, target: Any, options: dict, args: Any
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Explain in chunks of ``--batch-size``; (attributions, delta or None, found or None)."""
+    from foxcem.core.progress import progress_bar
+
+    size = args.batch_size or inputs.shape[0]
+    starts = range(0, inputs.shape[0], size)
+    parts, deltas, found = [], [], []
+    bar = progress_bar(len(starts), args.method, enabled=len(starts) > 1 and not args.quiet)
+    for start in starts:
+        chunk = inputs[start : start + size]
+        chunk_target = target[start : start + size] if isinstance(target, list) else target
+        try:
+            result = explainer.calculate_features(model, chunk, chunk_target, **options)
+        except (TypeError, ValueError) as exc:
+            message = first_line(exc).replace("`pred_label_idx`", "--target")
+            raise CLIError(f"{args.method}: {message}") from None
+        result, delta = split_convergence_delta(result)
+        parts.append(result.detach().cpu())
+        if delta is not None:
+            deltas.append(delta.detach().cpu())
+        if "found" in getattr(explainer, "meta_data", {}):
+            found.append(explainer.meta_data["found"].cpu())
+        bar.update(1)
+    bar.close()
+    return (
+        torch.cat(parts),
+        torch.cat(deltas) if deltas else None,
+        torch.cat(found) if found else None,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from foxcem.core.checks import check_scores
+    from foxcem.core.registry import get_explainer
+    from foxcem.viz import attribution_to_rgb, normalize_attribution, overlay
+
+    try:
+        explainer = get_explainer(args.method)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
+    options = _check_arguments(args, explainer)
+    mean, std = parse_floats(args.mean, "--mean"), parse_floats(args.std, "--std")
+    size, crop = parse_size(args.size), parse_size(args.center_crop, "--center-crop")
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
@@ -234,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
 
     tensors, names = load_inputs(args.inputs)
-    batch = preprocess(tensors, args.grayscale, size, mean, std)
+    batch = preprocess(tensors, args.grayscale, size, mean, std, args.resize, crop)
     target = parse_targets(args.target, batch.shape[0])
     model = load_model(args.model, device)
     if getattr(model, "differentiable", True) is False:  # e.g. an ONNX model: forward only
@@ -245,37 +235,18 @@ def _run(args: argparse.Namespace) -> int:
                 f"{args.method} needs gradients, which {args.model.name} (run forward only) "
                 "cannot give; use --method occlusion or --method cem (black-box)"
             )
-    _resolve_layer(model, options)
     inputs = batch.to(device)
-
-    # The model must map (N, C, H, W) to class scores (N, classes).
-    try:
+    try:  # the model must map (N, C, H, W) to class scores (N, classes)
         with torch.no_grad():
-            scores = model(inputs)
+            scores = check_scores(model(inputs), inputs.shape[0])
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     except Exception as exc:
         raise CLIError(
             f"the model failed on the inputs of shape {tuple(inputs.shape)}: {first_line(exc)}"
         ) from None
-    try:
-        scores = check_scores(scores, inputs.shape[0])
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
     predictions = scores.argmax(dim=1).cpu()
-
-    try:
-        result = explainer.calculate_features(model, inputs, target, **options)
-    except (TypeError, ValueError) as exc:
-        message = first_line(exc).replace("`pred_label_idx`", "--target")
-        raise CLIError(f"{args.method}: {message}") from None
-    except (RuntimeError, AssertionError) as exc:
-        if "hook" in str(exc).lower():
-            raise CLIError(
-                f"{args.method} hooks a layer of the model, which a TorchScript module or an "
-                "exported program does not call; choose an input-space method such as "
-                "integrated_gradients"
-            ) from None
-        raise
-    result, delta = split_convergence_delta(result)
+    attributions, delta, found = _explain(explainer, model, inputs, target, options, args)
     if isinstance(target, int):
         targets = torch.full((inputs.shape[0],), target, dtype=torch.long)
     elif target is not None:
@@ -288,19 +259,26 @@ def _run(args: argparse.Namespace) -> int:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create output folder {output}: {exc.strerror or exc}") from None
-    attributions = result.detach().cpu()
     display = unscale(batch, mean, std)
     maps = normalize_attribution(attributions, sign=args.sign)
     heat = attribution_to_rgb(attributions, sign=args.sign, size=display.shape[-2:])
     blended = overlay(display, heat, alpha=args.alpha, weights=maps.abs())
     used: set[str] = set()
+    stems = [safe_stem(name, used) for name in names]
     written = []
-    for i, name in enumerate(names):
-        stem = safe_stem(name, used)
+    for i, stem in enumerate(stems):
         for suffix, image in (("heatmap", heat[i]), ("overlay", blended[i])):
             path = output / f"{stem}_{suffix}.png"
             write_image_png(image, path)
             written.append(path.name)
+    method = explainer.registry_name or args.method
+    cem = None
+    if found is not None:
+        cem = {"found": found, "mode": str(options.get("mode", "PN")).upper()}
+    written += write_figures(
+        output, stems, batch, attributions, method=method, sign=args.sign, targets=targets,
+        mean=mean, std=std, model=model, cem=cem,
+    )  # fmt: skip
     payload: dict[str, Any] = {
         "attributions": attributions,
         "files": [str(p) for p in args.inputs],
@@ -308,14 +286,23 @@ def _run(args: argparse.Namespace) -> int:
         "inputs": batch,
         "targets": targets,
         "predictions": predictions,
-        "method": explainer.registry_name or args.method,
+        "method": method,
         "options": json.dumps({k: jsonable(v) for k, v in options.items()}),
     }
     if delta is not None:
-        payload["convergence_delta"] = delta.detach().cpu()
+        payload["convergence_delta"] = delta
+    if found is not None:
+        payload["found"] = found
     torch.save(payload, output / "attributions.pt")
     print(
-        f"explained {len(names)} input(s) with {payload['method']}: attributions "
+        f"explained {len(names)} input(s) with {method}: attributions "
         f"{tuple(attributions.shape)} -> {output / 'attributions.pt'}, {len(written)} PNGs in {output}"
     )
+    if found is not None:
+        missing = [names[i] for i in (~found).nonzero().flatten().tolist()]
+        kind = cem["mode"] if cem else "PN"
+        print(
+            f"{kind} found for {int(found.sum())}/{len(names)} input(s)"
+            + (f"; none for {', '.join(missing)} (drawn as 'not found')" if missing else "")
+        )
     return 0

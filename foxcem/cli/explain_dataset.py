@@ -13,6 +13,7 @@ the command into the same folder resumes an interrupted run. Read the result wit
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Union
@@ -45,12 +46,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="explainer name from the registry (default: integrated_gradients)",
     )
     parser.add_argument(
+        "--n-steps", type=int, default=None, help="integration steps (path methods)"
+    )
+    parser.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="an option of the method (repeatable); VALUE is a Python literal or a string",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default: auto)")
     parser.add_argument(
         "--devices", default="auto", help="number of devices, a list like 0,1, or auto (default)"
@@ -128,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     options = parse_options(args.option)
+    if args.n_steps is not None:
+        if args.n_steps < 1:
+            raise CLIError(f"--n-steps must be a positive integer, got {args.n_steps}")
+        options["n_steps"] = args.n_steps
     inputs = _read_tensor(args.inputs, "inputs")
     if inputs.dtype == torch.uint8:
         inputs = inputs.float().div(255.0)
@@ -163,7 +172,11 @@ def run(args: argparse.Namespace) -> int:
         "devices": _devices(args.devices),
         "strategy": args.strategy,
         "num_nodes": args.num_nodes,
+        "enable_progress_bar": not args.quiet,
     }
+    # Lightning's banners (GPU available, TPU available, …) would bury a one-line error.
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     manifest = explain_dataset(
         model,
         loader,

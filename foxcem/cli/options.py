@@ -41,15 +41,16 @@ def parse_floats(text: Optional[str], name: str) -> Optional[list[float]]:
     return values
 
 
-def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+def parse_size(text: Optional[str], name: str = "--size") -> Optional[tuple[int, int]]:
+    """``"H,W"``, ``"HxW"`` or one number for a square, as (H, W)."""
     if text is None:
         return None
-    error = f"--size must be H,W or one integer, got {text!r}"
+    error = f"{name} must be H,W or one integer, got {text!r}"
     values = split_numbers(text.lower(), int, error, sep=r"[,x\s]+")
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
-        raise CLIError(f"--size must be H,W or one positive integer, got {text!r}")
+        raise CLIError(f"{name} must be H,W or one positive integer, got {text!r}")
     return values[0], values[1]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Union
 
 
 class _Silent:
@@ -35,3 +36,17 @@ def progress_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any) -> 
         except ImportError:  # pragma: no cover
             pass
     return _Silent()
+
+
+#: Work (steps, iterations, model calls) from which ``progress="auto"`` shows a bar.
+LONG_WORK = 200
+
+
+def wants_progress(progress: Union[bool, str, None], work: int) -> bool:
+    """Whether to show a bar: ``True``/``False`` as given; ``"auto"`` (or ``None``) when the
+    work is long (at least :data:`LONG_WORK` steps) and stderr is a terminal."""
+    if isinstance(progress, bool):
+        return progress
+    if progress not in (None, "auto"):
+        raise ValueError(f"`progress` must be True, False or 'auto', got {progress!r}")
+    return work >= LONG_WORK and bool(getattr(sys.stderr, "isatty", lambda: False)())

@@ -123,6 +123,7 @@ def _run_cem(
         "options": {k: v for k, v in options.items() if k not in ("progress", "AE")},
         "autoencoder": "AE" in options,
         "found": int(explainer.meta_data["found"].sum()),
+        "found_flags": explainer.meta_data["found"].cpu().tolist(),
         "mode": mode,
         "success_rate": float(success.float().mean()),
         "successes": int(success.sum()),
@@ -280,6 +281,9 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
         model=cpu_model,
         labels=labels.tolist(),
         sign={label: SIGNS.get(label, "absolute") for label in attributions},
+        found={
+            METHODS[k].label: stats[k]["found_flags"] for k in methods if "found_flags" in stats[k]
+        },
         title=f"foxcem demo: real digits, CNN test accuracy {100 * test_accuracy:.1f}%",
     )
     fig.savefig(output / "explanations.png", dpi=FIGURE_DPI)

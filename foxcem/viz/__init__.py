@@ -6,11 +6,12 @@ Two layers:
   writing) with no plotting library: :func:`normalize_attribution`, :func:`attribution_to_rgb`,
   :func:`apply_colormap`, :func:`overlay`, :func:`to_uint8`, :func:`enlarge`;
 * matplotlib figures, which need the ``demo`` extra (``pip install 'foxcem[demo]'``) and import
-  matplotlib only when called: :func:`plot_explanation_grid`, :func:`plot_savepoints`,
-  :func:`plot_pp_pn`. They build a :class:`matplotlib.figure.Figure` without pyplot, so they
+  matplotlib only when called: :func:`visualize_image_attr` (one attribution over its image,
+  as Captum's), :func:`plot_explanation_grid`, :func:`plot_savepoints`, :func:`plot_pp_pn`. They build a :class:`matplotlib.figure.Figure` without pyplot, so they
   change no global backend state; save one with ``fig.savefig(path)``.
 """
 
+from foxcem.viz.attr_image import visualize_image_attr
 from foxcem.viz.cem_plots import plot_pp_pn, plot_savepoints
 from foxcem.viz.figures import require_matplotlib
 from foxcem.viz.grid import plot_explanation_grid
@@ -35,5 +36,6 @@ __all__ = [
     "plot_explanation_grid",
     "plot_savepoints",
     "plot_pp_pn",
+    "visualize_image_attr",
     "require_matplotlib",
 ]

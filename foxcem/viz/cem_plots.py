@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
+from foxcem.viz.attr_image import unnormalize
 from foxcem.viz.figures import (
     as_image_batch,
     class_name,
@@ -17,6 +18,7 @@ from foxcem.viz.figures import (
     require_matplotlib,
     run_device,
     show_image,
+    show_missing,
     show_signed,
 )
 
@@ -126,18 +128,31 @@ def plot_pp_pn(
     *,
     model: Optional[Callable[..., Any]] = None,
     class_names: Optional[Sequence[str]] = None,
+    found_pp: Optional[Sequence[bool]] = None,
+    found_pn: Optional[Sequence[bool]] = None,
+    no_info_value: float = 0.0,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    show_delta: bool = False,
     value_range: Optional[Sequence[float]] = None,
     panel_size: float = 1.8,
     title: Optional[str] = None,
 ) -> Figure:
-    """PP and PN panels, one row per image: input, PP, PN perturbation δ, input+δ.
+    """Contrastive explanations, one row per image: the input x, the PP (what alone keeps the
+    class), x + PN (what, added, changes it) titled with the new class.
 
     Args:
-        images: (N, C, H, W) inputs.
-        pp: pertinent positives (N, C, H, W) (the kept part of each input), or ``None``.
-        pn: pertinent-negative perturbations δ (N, C, H, W), or ``None``.
+        images: (N, C, H, W) inputs, as the model sees them.
+        pp: pertinent positives δ (N, C, H, W) (the model sees ``no_info_value + δ``), or
+            ``None``.
+        pn: pertinent-negative perturbations δ (N, C, H, W) (the model sees x + δ), or ``None``.
         model: maps images to class scores; adds the predictions to the titles.
         class_names: names for class indices.
+        found_pp, found_pn: per-sample flags (``meta_data["found"]``); a sample without an
+            explanation is drawn as such, never as a stretched near-zero δ.
+        no_info_value: the value a PP's removed features take (0 for images in [0, 1]).
+        mean, std: per-channel normalisation of ``images`` to undo for display.
+        show_delta: also draw the PN perturbation δ itself (blue removed, red added).
         value_range: display range of the images (default [0, 1] or the data's min/max).
         panel_size: inches per panel.
         title: figure title.
@@ -149,42 +164,52 @@ def plot_pp_pn(
     images = as_image_batch(images, "images")
     if pp is None and pn is None:
         raise ValueError("give `pp`, `pn` or both")
-    pp_t = as_image_batch(pp, "pp") if pp is not None else None
+    pp_t = as_image_batch(pp, "pp") + no_info_value if pp is not None else None
     pn_t = as_image_batch(pn, "pn") if pn is not None else None
     n = images.shape[0]
-    vrange = infer_range(images, value_range)
+    shown = lambda v: unnormalize(v, mean, std)  # noqa: E731
+    vrange = infer_range(torch.stack([shown(v) for v in images]), value_range)
     device = run_device(model)
     pred_x = predict_classes(model, images, device)
     pred_pp = predict_classes(model, pp_t, device) if pp_t is not None else None
     pred_pn = predict_classes(model, images + pn_t, device) if pn_t is not None else None
-    columns = 1 + (1 if pp_t is not None else 0) + (2 if pn_t is not None else 0)
+    columns = 1 + (pp_t is not None) + (pn_t is not None) * (1 + show_delta)
     fig, axes = panel_figure(Figure, n, columns, panel_size, 0.4 if title else 0.0)
     name = lambda i: class_name(i, class_names)  # noqa: E731
     for row in range(n):
-        col = 0
-        show_image(axes[row][col], images[row], vrange)
-        axes[row][col].set_title(
-            "input" + (f" · pred {name(pred_x[row])}" if pred_x is not None else ""), fontsize=8
-        )
+        panels = iter(axes[row])
+        ax = next(panels)
+        show_image(ax, shown(images[row]), vrange)
+        ax.set_title("x" + (f" · class {name(pred_x[row])}" if pred_x else ""), fontsize=8)
         if pp_t is not None:
-            col += 1
-            show_image(axes[row][col], pp_t[row], vrange)
-            axes[row][col].set_title(
-                "PP" + (f" · pred {name(pred_pp[row])}" if pred_pp is not None else ""), fontsize=8
-            )
-        if pn_t is not None:
-            col += 1
-            delta = pn_t[row]
-            bound = max(float(delta.abs().max()), 1e-12)
-            if delta.shape[0] == 1:
-                show_signed(axes[row][col], delta, bound)
+            ax = next(panels)
+            if found_pp is not None and not found_pp[row]:
+                show_missing(ax, shown(images[row]), vrange, "no PP found")
             else:
-                show_image(axes[row][col], delta.abs(), (0.0, bound))
-            axes[row][col].set_title("PN δ", fontsize=8)
-            col += 1
-            show_image(axes[row][col], images[row] + delta, vrange)
-            change = ""
-            if pred_pn is not None and pred_x is not None:
-                change = f" · {name(pred_x[row])}→{name(pred_pn[row])}"
-            axes[row][col].set_title(f"x+PN{change}", fontsize=8)
+                show_image(ax, shown(pp_t[row]), vrange)
+                keeps = f" · class {name(pred_pp[row])}" if pred_pp else ""
+                ax.set_title(f"PP{keeps}", fontsize=8)
+        if pn_t is not None:
+            missing = found_pn is not None and not found_pn[row]
+            if show_delta:
+                ax = next(panels)
+                delta = pn_t[row]
+                bound = max(float(delta.abs().max()), 1e-12)
+                if missing:
+                    show_missing(ax, shown(images[row]), vrange, "no PN found")
+                elif delta.shape[0] == 1:
+                    show_signed(ax, delta, bound)
+                    ax.set_title("PN δ", fontsize=8)
+                else:
+                    show_image(ax, delta.abs(), (0.0, bound))
+                    ax.set_title("PN |δ|", fontsize=8)
+            ax = next(panels)
+            if missing:
+                show_missing(ax, shown(images[row]), vrange, "no PN found")
+            else:
+                show_image(ax, shown(images[row] + pn_t[row]), vrange)
+                change = ""
+                if pred_pn is not None and pred_x is not None:
+                    change = f" · {name(pred_x[row])}→{name(pred_pn[row])}"
+                ax.set_title(f"x+PN{change}", fontsize=8)
     return finish_figure(fig, title)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "MPL_CMAPS",
+    "add_colorbar",
     "TensorOrMap",
     "as_image_batch",
     "as_named",
@@ -28,6 +29,7 @@ __all__ = [
     "run_device",
     "show_heatmap",
     "show_image",
+    "show_missing",
     "show_signed",
 ]
 
@@ -89,15 +91,45 @@ def show_image(ax: Any, image: torch.Tensor, value_range: tuple[float, float]) -
         ax.imshow(scaled.permute(1, 2, 0).numpy(), interpolation="nearest")
 
 
-def show_heatmap(ax: Any, attribution: torch.Tensor, sign: str, clip_percentile: float) -> Any:
+def show_missing(
+    ax: Any, image: torch.Tensor, value_range: tuple[float, float], label: str
+) -> None:
+    """A panel for an explanation that was not found: the input, dimmed, and a red title —
+    never a near-zero δ stretched to full contrast."""
+    low, high = value_range
+    show_image(ax, low + 0.25 * (image - low), value_range)
+    ax.set_title(label, fontsize=8, color="tab:red")
+
+
+def show_heatmap(
+    ax: Any, attribution: torch.Tensor, sign: str, clip_percentile: float, alpha: float = 1.0
+) -> Any:
+    """Draw an attribution normalised to [0, 1] (or [−1, 1] for ``sign="all"``) with a
+    sign-aware colormap: sequential from 0, or diverging centred on 0. Returns the image."""
     heat = normalize_attribution(
         attribution.unsqueeze(0), sign=sign, clip_percentile=clip_percentile
     )
     kind = "diverging" if sign == "all" else "sequential"
     low = -1.0 if sign == "all" else 0.0
     return ax.imshow(
-        heat[0].numpy(), cmap=MPL_CMAPS[kind], vmin=low, vmax=1.0, interpolation="nearest"
+        heat[0].numpy(),
+        cmap=MPL_CMAPS[kind],
+        vmin=low,
+        vmax=1.0,
+        alpha=alpha,
+        interpolation="nearest",
     )
+
+
+def add_colorbar(fig: Any, ax: Any, mappable: Any, sign: str) -> Any:
+    """A slim colorbar beside ``ax`` that says what the colours mean for ``sign``."""
+    bar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.02)
+    if sign == "all":
+        bar.set_ticks([-1.0, 0.0, 1.0], labels=["−", "0", "+"])
+    else:
+        bar.set_ticks([0.0, 1.0], labels=["0", "max"])
+    bar.ax.tick_params(labelsize=6)
+    return bar
 
 
 def infer_range(

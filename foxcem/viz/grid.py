@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 
+from foxcem.viz.attr_image import unnormalize
 from foxcem.viz.figures import (
     TensorOrMap,
+    add_colorbar,
     as_image_batch,
     as_named,
     class_name,
@@ -20,6 +22,7 @@ from foxcem.viz.figures import (
     run_device,
     show_heatmap,
     show_image,
+    show_missing,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +45,10 @@ def plot_explanation_grid(
     clip_percentile: float = 99.0,
     value_range: Optional[Sequence[float]] = None,
     stretch_pp: bool = True,
+    found: Optional[Mapping[str, Sequence[bool]]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    colorbar: bool = True,
     panel_size: float = 1.7,
     title: Optional[str] = None,
 ) -> Figure:
@@ -66,6 +73,10 @@ def plot_explanation_grid(
         value_range: display range of the images (default [0, 1], or the data's min/max).
         stretch_pp: draw each PP from the range's low end to its own maximum (a PP keeps a
             faint part of the input, which is hard to see on the input's scale).
+        found: CEM label -> per-sample flags (``meta_data["found"]``): a sample without an
+            explanation is drawn as such (its input dimmed, "no PP/PN found"), never stretched.
+        mean, std: per-channel normalisation of ``images`` to undo for display.
+        colorbar: a colorbar beside each heatmap (sign-aware: 0…max, or −…0…+).
         panel_size: inches per panel.
         title: figure title.
 
@@ -74,7 +85,9 @@ def plot_explanation_grid(
     """
     Figure = require_matplotlib()
     images = as_image_batch(images, "images")
+    display = torch.stack([unnormalize(image, mean, std) for image in images])
     attrs = {k: v.detach().cpu().float() for k, v in (attributions or {}).items()}
+    found = {k: [bool(v) for v in flags] for k, flags in (found or {}).items()}
     pps, pns = as_named(pp, "CEM PP"), as_named(pn, "CEM PN")
     n = images.shape[0]
     for label, tensor in {**attrs, **pps, **pns}.items():
@@ -87,7 +100,7 @@ def plot_explanation_grid(
     pn_images = {k: images + as_image_batch(v, k) for k, v in pns.items()}
     pn_pred = {k: predict_classes(model, v, device) for k, v in pn_images.items()}
     explained = list(targets) if targets is not None else input_pred
-    vrange = infer_range(images, value_range)
+    vrange = infer_range(display, value_range)
 
     columns = 1 + len(attrs) + len(pps) + len(pns)
     fig, axes = panel_figure(Figure, n, columns, panel_size, 0.4 if title else 0.0)
@@ -95,7 +108,7 @@ def plot_explanation_grid(
     for row in range(n):
         col = 0
         ax = axes[row][col]
-        show_image(ax, images[row], vrange)
+        show_image(ax, display[row], vrange)
         parts = ["input"]
         if input_pred is not None:
             parts.append(f"pred {name(input_pred[row])}")
@@ -105,11 +118,16 @@ def plot_explanation_grid(
         for label, tensor in attrs.items():
             col += 1
             method_sign = sign.get(label, "absolute") if isinstance(sign, Mapping) else sign
-            show_heatmap(axes[row][col], tensor[row], method_sign, clip_percentile)
+            image = show_heatmap(axes[row][col], tensor[row], method_sign, clip_percentile)
+            if colorbar:
+                add_colorbar(fig, axes[row][col], image, method_sign)
             suffix = f" · class {name(explained[row])}" if explained is not None else ""
             axes[row][col].set_title(f"{label}{suffix}", fontsize=8)
         for label, kept_all in pp_images.items():
             col += 1
+            if not found.get(label, [True] * n)[row]:
+                show_missing(axes[row][col], display[row], vrange, f"{label}: no PP found")
+                continue
             kept = kept_all[row]
             top = float(kept.max())
             if stretch_pp and top > vrange[0]:
@@ -121,7 +139,10 @@ def plot_explanation_grid(
             axes[row][col].set_title(f"{label}{suffix}", fontsize=8)
         for label, combined in pn_images.items():
             col += 1
-            show_image(axes[row][col], combined[row], vrange)
+            if not found.get(label, [True] * n)[row]:
+                show_missing(axes[row][col], display[row], vrange, f"{label}: no PN found")
+                continue
+            show_image(axes[row][col], unnormalize(combined[row], mean, std), vrange)
             pred = pn_pred[label]
             if pred is not None and input_pred is not None:
                 suffix = f" · {name(input_pred[row])}→{name(pred[row])}"

@@ -1,17 +1,14 @@
-"""What the Lightning callback reads from a training run: inputs from batches, plain tensors,
-and a CEM explainer's default mode. Lightning itself is not imported here."""
+"""What the Lightning callback reads from a training run: inputs from batches and plain
+tensors. Lightning itself is not imported here."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any, Optional
 
 import torch
 
-from foxcem.core.explainer import Explainer
-
-__all__ = ["cem_default_mode", "default_batch_transform", "plain_cpu"]
+__all__ = ["default_batch_transform", "plain_cpu"]
 
 
 def plain_cpu(tensor: torch.Tensor) -> torch.Tensor:
@@ -40,20 +37,3 @@ def default_batch_transform(batch: Any) -> tuple[torch.Tensor, Optional[torch.Te
         "ExplanationCallback cannot find the inputs in a validation batch of type "
         f"{type(batch).__name__}; pass batch_transform=lambda batch: (x, y_or_None)"
     )
-
-
-def cem_default_mode(explainer: Explainer) -> str:
-    """The default ``mode`` of a CEM explainer's ``calculate_features`` (``"PN"`` if unknown)."""
-    for function in (
-        getattr(explainer, "create_explainer", None),
-        getattr(explainer, "calculate_features", None),
-    ):
-        if function is None:
-            continue
-        try:
-            parameter = inspect.signature(function).parameters.get("mode")
-        except (TypeError, ValueError):
-            continue
-        if parameter is not None and isinstance(parameter.default, str):
-            return parameter.default
-    return "PN"

@@ -42,7 +42,6 @@ from foxcem.core.explainer import Explainer, split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import resolve_explainer
 from foxcem.integrations.lightning.batches import (
-    cem_default_mode,
     default_batch_transform,
     plain_cpu,
 )
@@ -157,6 +156,7 @@ class ExplanationCallback(Callback):
         #: The last explanation: ``{"epoch", "step", "attributions", "targets", "metrics",
         #: "png_dir"}`` (rank 0), for inspection.
         self.last: Optional[dict[str, Any]] = None
+        self.last_attributions: Optional[torch.Tensor] = None
 
     @property
     def state_key(self) -> str:
@@ -244,6 +244,7 @@ class ExplanationCallback(Callback):
                 f"{self.tag}/{name}", value, on_step=False, on_epoch=True, rank_zero_only=True
             )
         images = explanation_images(x, attributions, sign=self.sign, min_size=self.min_image_size)
+        self.last_attributions = attributions.float().cpu()
         if self.log_images:
             self._log_images(trainer, images, step)
         png_dir = None
@@ -271,13 +272,13 @@ class ExplanationCallback(Callback):
         metrics = {"mean_abs_attribution": float(attributions.abs().float().mean())}
         if isinstance(delta, torch.Tensor):
             metrics["abs_convergence_delta"] = float(delta.abs().float().mean())
-        if self.name == "cem" and attributions.shape == x.shape:
-            mode = str(kwargs.get("mode", cem_default_mode(self.explainer))).upper()
-            if mode == "PN":
-                success = model(x + attributions).argmax(dim=1) != targets
-            else:
-                success = model(attributions).argmax(dim=1) == targets
-            metrics["success_rate"] = float(success.float().mean())
+        meta = getattr(self.explainer, "meta_data", {})
+        if self.name == "cem" and "success" in meta:
+            # success: the returned δ flips (PN) / keeps (PP) the class; found: it does so with
+            # the margin κ asked for, i.e. it is an explanation
+            metrics["success_rate"] = float(meta["success"].float().mean())
+            if "found" in meta:
+                metrics["found_rate"] = float(meta["found"].float().mean())
         return metrics
 
     # -- images -----------------------------------------------------------------------------
@@ -295,7 +296,24 @@ class ExplanationCallback(Callback):
         write_png(to_uint8(images["grid"]), str(folder / "grid.png"))
         for i, blended in enumerate(images["overlays"]):
             write_png(to_uint8(blended), str(folder / f"overlay_{i:03d}.png"))
+        self._save_figures(folder)
         return folder
+
+    def _save_figures(self, folder: Path) -> None:
+        """``figure_<i>.png``: each attribution over its sample with a colorbar (matplotlib,
+        when installed; the PNGs above need none)."""
+        if self.last_attributions is None or self.samples is None:
+            return
+        try:
+            from foxcem.viz import visualize_image_attr
+        except ImportError:  # pragma: no cover - matplotlib comes with captum
+            return
+        samples = plain_cpu(self.samples).float()
+        for i, attr in enumerate(self.last_attributions):
+            if attr.dim() != 3 or attr.shape[-2:] != samples.shape[-2:]:
+                return  # a layer's map: the PNGs above show it
+            fig, _ = visualize_image_attr(attr, samples[i], sign=self.sign, title=self.name)
+            fig.savefig(folder / f"figure_{i:03d}.png", dpi=80)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

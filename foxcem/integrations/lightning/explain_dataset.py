@@ -65,8 +65,8 @@ def explain_dataset(
             ``batch_size``. Lightning shards it over the ranks (each sample goes to one rank).
         explainer: a registered explainer name or an :class:`~foxcem.Explainer` instance.
         trainer_kwargs: ``lightning.pytorch.Trainer`` arguments, e.g. ``accelerator="gpu",
-            devices=8, num_nodes=2, strategy="ddp"``. foxcem turns off the logger, checkpoints,
-            the progress bar and the model summary unless given here; extra ``callbacks`` are
+            devices=8, num_nodes=2, strategy="ddp"``. foxcem turns off the logger, checkpoints
+            and the model summary unless given here (the progress bar stays on); extra ``callbacks`` are
             kept.
         output_dir: where the shards and ``manifest.json`` go (shared by all nodes).
         explainer_kwargs: options of ``calculate_features`` (e.g. ``{"n_steps": 32}``).
@@ -101,7 +101,7 @@ def explain_dataset(
     kwargs: dict[str, Any] = {
         "logger": False,
         "enable_checkpointing": False,
-        "enable_progress_bar": False,
+        "enable_progress_bar": True,
         "enable_model_summary": False,
     }
     kwargs.update(trainer_kwargs or {})
