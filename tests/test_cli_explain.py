@@ -143,7 +143,9 @@ def test_exported_program_tensors_and_preprocessing(files: dict[str, Path], tmp_
     assert saved["names"] == ["c.npy", "d.pt[0]", "d.pt[1]"]
     assert saved["attributions"].shape == (3, 1, 8, 8)
     assert sorted(p.name for p in out.glob("*.png")) == sorted(
-        f"{stem}_{kind}.png" for stem in ("c", "d_0", "d_1") for kind in ("heatmap", "overlay", "figure")
+        f"{stem}_{kind}.png"
+        for stem in ("c", "d_0", "d_1")
+        for kind in ("heatmap", "overlay", "figure")
     )
     expected = get_explainer("gradient").calculate_features(
         net, saved["inputs"], aggregate="abs_max"
