@@ -71,9 +71,8 @@ class AoExpGrad(ExpGradOptimizer):
     step: α ≥ η·s·(l1 + l2·b)/log 2, with b the sample's largest bound magnitude; ``alpha_min``
     is the floor without a regulariser.
 
-    Args:
-        alpha_min: the α used while λ = 0 when l1 = l2 = 0.
-        Others as :class:`ExpGradOptimizer`.
+    The arguments are :class:`ExpGradOptimizer`'s, and ``alpha_min``: the α used while λ = 0
+    when l1 = l2 = 0.
     """
 
     _lam0 = 0.0
