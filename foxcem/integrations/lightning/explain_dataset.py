@@ -85,9 +85,10 @@ def explain_dataset(
         ValueError: if ``output_dir`` holds attributions of another configuration.
     """
     # Lightning is imported only here, so that ``foxcem.explain_dataset`` is cheap to look up.
+    from lightning.pytorch import Trainer
+
     from foxcem.integrations.lightning.explain_module import ExplainModule
     from foxcem.integrations.lightning.writer import AttributionWriter
-    from lightning.pytorch import Trainer
 
     loader = _as_loader(dataloader, batch_size)
     module = ExplainModule(model, explainer, explainer_kwargs, target=target)
