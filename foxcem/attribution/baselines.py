@@ -10,10 +10,10 @@ from typing import Any, Optional, Union
 
 import torch
 
+from foxcem.core.batching import auto_batch_size, check_batch_size
 from foxcem.core.checks import (
     check_bool,
     check_choice,
-    check_optional_positive_int,
     check_positive_int,
 )
 from foxcem.core.seeding import check_seed, make_generator
@@ -169,19 +169,29 @@ def path_integral_options(
     additional_forward_args: Any,
     n_steps: int,
     method: str,
-    internal_batch_size: Optional[int],
+    internal_batch_size: Union[int, str, None],
     return_convergence_delta: bool,
     seed: Optional[int],
 ) -> dict[str, Any]:
-    """Checked keyword arguments shared by the path-integral methods."""
+    """Checked keyword arguments shared by the path-integral methods.
+
+    ``internal_batch_size="auto"``: on the CPU passes of a cache-friendly number of rows (64 to
+    256, fewer for larger inputs; one huge pass of a small CNN runs up to 1.7× slower); on a GPU
+    every step in one pass, halved while it runs out of memory (see :class:`CaptumCall`).
+    """
+    n_steps = check_positive_int(n_steps, "n_steps")
+    batch = check_batch_size(internal_batch_size, "internal_batch_size")
+    if batch == "auto":
+        total = n_steps * input_data.shape[0]
+        device = input_data.device
+        batch = auto_batch_size(input_data[0].numel(), device, total, minimum=64)
+        batch = None if batch >= total else batch
     return {
         "baselines": resolve_baselines(baselines, input_data, seed),
         "additional_forward_args": additional_forward_args,
-        "n_steps": check_positive_int(n_steps, "n_steps"),
+        "n_steps": n_steps,
         "method": check_choice(method, "method", IG_METHODS),
-        "internal_batch_size": check_optional_positive_int(
-            internal_batch_size, "internal_batch_size"
-        ),
+        "internal_batch_size": batch,
         "return_convergence_delta": check_bool(
             return_convergence_delta, "return_convergence_delta"
         ),

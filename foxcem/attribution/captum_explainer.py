@@ -23,6 +23,7 @@ from torch import nn
 
 from foxcem.attribution.layers import get_last_conv_layer, resolve_layer
 from foxcem.attribution.model_prep import captum_ready, reused_module_error
+from foxcem.core.batching import is_out_of_memory
 from foxcem.core.checks import check_options
 from foxcem.core.explainer import Explainer
 from foxcem.core.seeding import isolated_rng
@@ -51,6 +52,9 @@ class CaptumCall:
     finish: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
     seed: Optional[int] = None
     context: Optional[contextlib.AbstractContextManager[Any]] = None
+    #: samples per Captum call (``None``: all), for methods without internal batching whose
+    #: rows are the samples times a fixed factor (GradientSHAP); halved while out of memory.
+    chunk: Optional[int] = None
 
     def run(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
         """``algorithm.attribute(inputs, target=target, **options)``, then ``finish``.
@@ -74,7 +78,7 @@ class CaptumCall:
             # removes whatever is left, so the notice is noise here.
             warnings.filterwarnings("ignore", message=_HOOK_NOTICE, category=UserWarning)
             try:
-                result = self.algorithm.attribute(inputs, target=target, **self.options)
+                result = self._attribute_fitting(inputs, target)
             except RuntimeError as exc:
                 if "more than once" not in str(exc):
                     raise
@@ -89,6 +93,51 @@ class CaptumCall:
         ):
             return self.finish(result[0], inputs), result[1]
         return self.finish(result, inputs)
+
+    def _attribute_fitting(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
+        """``attribute`` in chunks of ``chunk`` samples; on a device out of memory the chunk
+        (or the internal batch) is halved and the call retried, down to one row."""
+        while True:
+            try:
+                return self._attribute_chunks(inputs, target)
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc) or not self._shrink(inputs):
+                    raise
+                if inputs.is_cuda:
+                    torch.cuda.empty_cache()
+
+    def _shrink(self, inputs: torch.Tensor) -> bool:
+        if "internal_batch_size" in self.options:
+            rows = self.options["internal_batch_size"] or inputs.shape[0] * self.options.get(
+                "n_steps", 50
+            )
+            self.options["internal_batch_size"] = rows // 2
+            return rows > 1
+        rows = self.chunk or inputs.shape[0]
+        self.chunk = rows // 2
+        return rows > 1
+
+    def _attribute_chunks(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
+        n = inputs.shape[0]
+        if self.chunk is None or self.chunk >= n:
+            return self.algorithm.attribute(inputs, target=target, **self.options)
+        parts = []
+        for start in range(0, n, self.chunk):
+            rows = slice(start, start + self.chunk)
+            options = {
+                k: v[rows] if isinstance(v, torch.Tensor) and v.shape[:1] == (n,) else v
+                for k, v in self.options.items()
+            }
+            extra = options.get("additional_forward_args")
+            if isinstance(extra, tuple):
+                options["additional_forward_args"] = tuple(
+                    a[rows] if isinstance(a, torch.Tensor) and a.shape[:1] == (n,) else a
+                    for a in extra
+                )
+            parts.append(self.algorithm.attribute(inputs[rows], target=target[rows], **options))
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(items) for items in zip(*parts))
+        return torch.cat(parts)
 
 
 class CaptumExplainer(Explainer):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from captum.attr import LayerConductance
@@ -43,7 +43,7 @@ class LayerConductanceCVExplainer(LayerCaptumExplainer):
         additional_forward_args: Any = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
-        internal_batch_size: Optional[int] = None,
+        internal_batch_size: Union[int, str, None] = "auto",
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         seed: Optional[int] = 0,

@@ -9,7 +9,7 @@ two calls with the same seed agree and the caller's random streams do not move.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from captum.attr import GradientShap, LayerGradientShap
@@ -17,6 +17,7 @@ from torch import nn
 
 from foxcem.attribution.baselines import BaselineLike, resolve_baseline_distribution
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
+from foxcem.core.batching import auto_batch_size, check_batch_size
 from foxcem.core.checks import check_bool, check_positive_int
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed
@@ -31,6 +32,17 @@ def check_stdevs(stdevs: object, name: str = "stdevs") -> float:
     if not stdevs >= 0:
         raise ValueError(f"`{name}` must be a non-negative float, got {stdevs}")
     return float(stdevs)
+
+
+def samples_per_pass(
+    internal_batch_size: Union[int, str, None], input_data: torch.Tensor, copies: int
+) -> Optional[int]:
+    """Samples per pass for a method whose rows are the samples times ``copies``."""
+    rows = check_batch_size(internal_batch_size, "internal_batch_size")
+    if rows == "auto":
+        total = input_data.shape[0] * copies
+        rows = auto_batch_size(input_data[0].numel(), input_data.device, total, minimum=64)
+    return None if rows is None else max(1, int(rows) // copies)
 
 
 def _options(
@@ -67,6 +79,10 @@ class GradientSHAPCVExplainer(CaptumExplainer):
     * ``n_samples`` (5) — random draws per input sample; ``stdevs`` (0.0) — std of the Gaussian
       noise added to each draw.
     * ``seed`` (0) — seeds the draws (``None``: the global generators, left as they were).
+    * ``internal_batch_size`` (``"auto"``) — at most this many rows (samples × ``n_samples``)
+      per forward/backward pass, which Captum's GradientShap lacks: ``None``: one pass;
+      ``"auto"``: cache-sized passes on the CPU, one pass on a GPU, halved while out of memory.
+      The draws depend on the pass size (they are seeded all the same).
     * ``return_convergence_delta``, ``multiply_by_inputs`` (``True``),
       ``additional_forward_args``.
 
@@ -91,6 +107,7 @@ class GradientSHAPCVExplainer(CaptumExplainer):
         additional_forward_args: Any = None,
         return_convergence_delta: bool = False,
         multiply_by_inputs: bool = True,
+        internal_batch_size: Union[int, str, None] = "auto",
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         seed = check_seed(seed)
@@ -105,7 +122,8 @@ class GradientSHAPCVExplainer(CaptumExplainer):
             seed,
         )
         algorithm = self.create_explainer(model, multiply_by_inputs=multiply_by_inputs)
-        return CaptumCall(algorithm, options, seed=seed)
+        chunk = samples_per_pass(internal_batch_size, input_data, options["n_samples"])
+        return CaptumCall(algorithm, options, seed=seed, chunk=chunk)
 
 
 @register_explainer("layer_gradient_shap")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from captum.attr import IntegratedGradients, LayerIntegratedGradients
@@ -29,8 +29,9 @@ class IntegratedGradientsCVExplainer(CaptumExplainer):
     * ``n_steps`` (50) — number of integration points; ``method`` (``"gausslegendre"``) — one
       of ``riemann_right``, ``riemann_left``, ``riemann_middle``, ``riemann_trapezoid``,
       ``gausslegendre``.
-    * ``internal_batch_size`` (``None``: one pass) — at most this many scaled inputs per
-      forward/backward pass (splits along the steps).
+    * ``internal_batch_size`` (``"auto"``) — at most this many scaled inputs per
+      forward/backward pass (splits along the steps); ``None``: one pass; ``"auto"``: a
+      cache-friendly size on the CPU, everything on a GPU, halved while out of memory.
     * ``return_convergence_delta`` (``False``) — also return the completeness gap
       ``Σ attr − (f_t(x) − f_t(x'))`` per sample: the result is then ``(attributions, delta)``.
     * ``multiply_by_inputs`` (``True``) — global attribution (times ``x − x'``) or local.
@@ -53,7 +54,7 @@ class IntegratedGradientsCVExplainer(CaptumExplainer):
         additional_forward_args: Any = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
-        internal_batch_size: Optional[int] = None,
+        internal_batch_size: Union[int, str, None] = "auto",
         return_convergence_delta: bool = False,
         multiply_by_inputs: bool = True,
         seed: Optional[int] = 0,
@@ -105,7 +106,7 @@ class LayerIntegratedGradientsCVExplainer(LayerCaptumExplainer):
         additional_forward_args: Any = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
-        internal_batch_size: Optional[int] = None,
+        internal_batch_size: Union[int, str, None] = "auto",
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         multiply_by_inputs: bool = True,

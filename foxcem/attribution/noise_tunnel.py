@@ -17,10 +17,10 @@ from captum.attr import NoiseTunnel
 
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
 from foxcem.attribution.gradient_shap import check_stdevs
+from foxcem.core.batching import auto_batch_size, check_batch_size
 from foxcem.core.checks import (
     check_bool,
     check_choice,
-    check_optional_positive_int,
     check_options,
     check_positive_int,
 )
@@ -73,6 +73,17 @@ def _with_wrapped_attribute(algorithm: Any) -> Any:
     return algorithm
 
 
+def _copies_per_pass(
+    value: Union[int, str, None], input_data: torch.Tensor, copies: int
+) -> Optional[int]:
+    rows = check_batch_size(value, "nt_samples_batch_size")
+    if rows != "auto":
+        return rows  # type: ignore[return-value]
+    total = input_data.shape[0] * copies
+    rows = auto_batch_size(input_data[0].numel(), input_data.device, total, minimum=64)
+    return None if rows >= total else max(1, rows // input_data.shape[0])
+
+
 @register_explainer("noise_tunnel")
 class NoiseTunnelCVExplainer(CaptumExplainer):
     """Smooth the attributions of another explainer over noisy copies of the input.
@@ -85,8 +96,9 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
 
     * ``nt_type`` (``"smoothgrad"``) — ``"smoothgrad"`` (mean), ``"smoothgrad_sq"`` (mean of
       squares) or ``"vargrad"`` (variance).
-    * ``nt_samples`` (5) — noisy copies per sample; ``nt_samples_batch_size`` (``None``: all at
-      once) — copies per pass.
+    * ``nt_samples`` (5) — noisy copies per sample; ``nt_samples_batch_size`` (``"auto"``:
+      cache-sized passes on the CPU, all at once on a GPU; ``None``: all at once) — copies per
+      pass.
     * ``stdevs`` (1.0, Captum's default; about 0.1–0.2 of the input range is the usual choice) —
       std of the Gaussian noise.
     * ``draw_baseline_from_distrib`` (``None``: ``True`` for the SHAP explainers, whose
@@ -121,7 +133,7 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
         *,
         nt_type: str = "smoothgrad",
         nt_samples: int = 5,
-        nt_samples_batch_size: Optional[int] = None,
+        nt_samples_batch_size: Union[int, str, None] = "auto",
         stdevs: float = 1.0,
         draw_baseline_from_distrib: Optional[bool] = None,
         seed: Optional[int] = 0,
@@ -150,8 +162,8 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
         nt_options = {
             "nt_type": check_choice(nt_type, "nt_type", NT_TYPES),
             "nt_samples": check_positive_int(nt_samples, "nt_samples"),
-            "nt_samples_batch_size": check_optional_positive_int(
-                nt_samples_batch_size, "nt_samples_batch_size"
+            "nt_samples_batch_size": _copies_per_pass(
+                nt_samples_batch_size, input_data, check_positive_int(nt_samples, "nt_samples")
             ),
             "stdevs": check_stdevs(stdevs),
             "draw_baseline_from_distrib": draw_baseline_from_distrib,

@@ -16,7 +16,18 @@ from foxcem.cem.prox import exp_grad_prox, per_sample
 from foxcem.cem.wright_omega import widest_float
 from foxcem.core.checks import check_finite_float
 
-__all__ = ["ExpGradOptimizer", "BoundLike"]
+__all__ = ["ExpGradOptimizer", "BoundLike", "compiled_prox"]
+
+_COMPILED: dict[str, Any] = {}
+
+
+def compiled_prox() -> Any:
+    """:func:`~foxcem.cem.prox.exp_grad_prox` under ``torch.compile(fullgraph=True)``, built
+    once per process."""
+    if "prox" not in _COMPILED:
+        _COMPILED["prox"] = torch.compile(exp_grad_prox, fullgraph=True, dynamic=True)
+    return _COMPILED["prox"]
+
 
 BoundLike = Union[float, torch.Tensor, None]
 
@@ -57,6 +68,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         zero_tol: entries of the output with magnitude at most ``zero_tol`` × the sample's
             largest bound magnitude (or × 1 without bounds) are exactly 0. The averaged iterate
             otherwise keeps faint traces of every entry it ever touched; 0 turns this off.
+        compile: ``torch.compile`` the proximal map (equal to the eager one to float rounding).
     """
 
     #: λ before the first step.
@@ -73,7 +85,11 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         lower: BoundLike = None,
         upper: BoundLike = None,
         zero_tol: float = 1e-3,
+        compile: bool = False,
     ) -> None:
+        #: the proximal map, compiled with ``torch.compile`` (fullgraph) when ``compile`` is set:
+        #: the step's ~150 small operations fused into a few kernels.
+        self._prox_fn = compiled_prox() if compile else exp_grad_prox
         defaults = dict(
             eta=check_finite_float(eta, "eta", minimum=0.0, strict=True),
             l1=check_finite_float(l1, "l1", minimum=0.0),
@@ -258,7 +274,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         scale: torch.Tensor,
     ) -> torch.Tensor:
         beta = 1.0 / G[0].numel()
-        return exp_grad_prox(
+        return self._prox_fn(
             state["x"], G, alpha, group["l1"], group["l2"], scale, beta,
             state["lower"], state["upper"], state["cap"],
         )  # fmt: skip

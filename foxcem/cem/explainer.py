@@ -81,6 +81,8 @@ class CEMExplainer(Explainer):
         l2: Optional[float] = None,
         eta: Optional[float] = None,
         zero_tol: float = 1e-3,
+        precision: Optional[str] = None,
+        compile: bool = False,
         num_directions: int = 100,
         mu: Optional[float] = None,
         batch_size: Union[int, str, None] = "auto",
@@ -126,10 +128,11 @@ class CEMExplainer(Explainer):
             l1=defaults["l1"] if l1 is None else l1,
             l2=defaults["l2"] if l2 is None else l2,
             zero_tol=zero_tol,
+            compile=bool(compile),
         )
-        gradient_kwargs: dict[str, Any] = {}
+        gradient_kwargs: dict[str, Any] = {"precision": precision, "compile": bool(compile)}
         if gradient == "urv":
-            gradient_kwargs = dict(
+            gradient_kwargs.update(
                 num_directions=num_directions,
                 mu=mu,
                 batch_size=batch_size,
@@ -206,6 +209,10 @@ class CEMExplainer(Explainer):
             l1, l2, eta: regulariser weights l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ and step scale; defaults
                 per mode.
             zero_tol: entries of δ below this fraction of the bounds' magnitude are exactly 0.
+            precision: how the model is evaluated: ``"fp32"`` (default), ``"bf16"`` (autocast;
+                scores, differences and optimizer state stay float32) or ``"tf32"`` (CUDA).
+            compile: ``torch.compile`` the optimizer's proximal step, the loss evaluation and
+                the URV direction draw (the first call compiles: tens of seconds).
             num_directions, mu, batch_size, two_sided: URV settings (see
                 :class:`~foxcem.cem.URVGradientEstimator`).
             seed: seeds all randomness (default 0; ``None``: fresh randomness on every call).

@@ -155,7 +155,7 @@ class ExplanationGenerator:
             segment-space loss, and with ``keep_best`` ``found`` (N,) (also ``best_found``).
         """
         guard = (
-            preserve_model_state(inference_call, inputs=image)
+            preserve_model_state(inference_call, inputs=image, copy_grads=False)
             if isinstance(inference_call, nn.Module)
             else contextlib.nullcontext()
         )

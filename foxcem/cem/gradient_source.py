@@ -25,6 +25,7 @@ import torch
 
 from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.core.model_state import gradients_enabled
+from foxcem.core.precision import check_precision, precision_context
 
 __all__ = ["AutogradGradient", "GradientSource", "PerSampleLoss", "takes_samples"]
 
@@ -70,10 +71,19 @@ class GradientSource(ABC):
                 return grad
     """
 
-    def __init__(self, loss: PerSampleLoss) -> None:
+    def __init__(
+        self, loss: PerSampleLoss, *, precision: Optional[str] = None, compile: bool = False
+    ) -> None:
         if not callable(loss):
             raise TypeError(f"`loss` must be callable, got {type(loss).__name__}")
         self.loss = loss
+        #: the precision the model is evaluated in: ``None``/``"fp32"``, ``"bf16"`` (autocast,
+        #: loss values still accumulated in float32) or ``"tf32"`` (CUDA matmuls).
+        self.precision = check_precision(precision)
+        evaluate = getattr(loss, "evaluate", None) or loss
+        #: the loss evaluation, compiled with ``torch.compile`` when ``compile`` is set.
+        self._evaluate_fn = torch.compile(evaluate, dynamic=True) if compile else evaluate
+        self.compiled = bool(compile)
         #: whether the loss accepts ``samples=`` (rows of any samples in one call).
         self.takes_samples = takes_samples(loss)
         #: the loss at the δ of the last call, when the source computed it on the way: a
@@ -98,10 +108,8 @@ class GradientSource(ABC):
         kwargs = {} if samples is None else {"samples": samples}
         if samples is not None and not self.takes_samples:
             raise ValueError("this loss does not accept `samples=`; pass all N samples")
-        evaluate = getattr(self.loss, "evaluate", None)
-        if evaluate is not None:
-            return evaluate(delta, **kwargs)
-        return self.loss(delta, **kwargs)
+        with precision_context(self.precision, delta.device):
+            return self._evaluate_fn(delta, **kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.loss!r})"

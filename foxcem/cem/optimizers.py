@@ -88,9 +88,13 @@ class AoExpGrad(ExpGradOptimizer):
         upper: BoundLike = None,
         zero_tol: float = 1e-3,
         alpha_min: float = 1e-6,
+        compile: bool = False,
     ) -> None:
         self.alpha_min = check_finite_float(alpha_min, "alpha_min", minimum=0.0, strict=True)
-        super().__init__(params, eta=eta, l1=l1, l2=l2, lower=lower, upper=upper, zero_tol=zero_tol)
+        super().__init__(
+            params, eta=eta, l1=l1, l2=l2, lower=lower, upper=upper, zero_tol=zero_tol,
+            compile=compile,
+        )  # fmt: skip
 
     def _init_state(self, p: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         super()._init_state(p, state, group)

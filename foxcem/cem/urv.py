@@ -70,6 +70,9 @@ class URVGradientEstimator(GradientSource):
             materialised: memory O(n·q·d)). Lets a test feed chosen directions.
         mu_floor: scale of the floor on μ, ``mu_floor · √eps · scale · √d`` with eps the
             evaluation precision's machine epsilon and scale the input's magnitude (0: none).
+        precision: ``"fp32"`` (default), ``"bf16"`` (the model under bfloat16 autocast; μ's
+            floor and two-sided differences follow) or ``"tf32"``.
+        compile: ``torch.compile`` the loss evaluation and the direction draw.
 
     ``estimator(delta)`` takes δ (n, …) and returns ĝ (n, …) in δ's dtype.
     """
@@ -86,8 +89,11 @@ class URVGradientEstimator(GradientSource):
         seed: Optional[int] = None,
         sampler: Optional[Sampler] = None,
         mu_floor: float = 1.0,
+        precision: Optional[str] = None,
+        compile: bool = False,
     ) -> None:
-        super().__init__(loss)
+        super().__init__(loss, precision=precision, compile=compile)
+        self._normal = torch.compile(counter_normal, dynamic=True) if compile else counter_normal
         self.num_directions = check_positive_int(num_directions, "num_directions")
         if mu is not None and not (
             isinstance(mu, (int, float)) and not isinstance(mu, bool) and mu > 0
@@ -204,7 +210,7 @@ class URVGradientEstimator(GradientSource):
             call_key = mix_key(self.seed, self.t)
             row_ids = (global_samples * self.num_directions + j).to(torch.int32)
             keys = counter_keys(row_ids, call_key)
-            u = counter_normal(keys, d, dtype=work)
+            u = self._normal(keys, d, dtype=work)
         norm = torch.linalg.vector_norm(u, dim=1, keepdim=True)
         return u.div_(norm.clamp_(min=torch.finfo(work).tiny))
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["auto_batch_size", "is_out_of_memory"]
+__all__ = ["auto_batch_size", "check_batch_size", "is_out_of_memory"]
 
 
-def auto_batch_size(sample_numel: int, device: torch.device, total_rows: int) -> int:
+def auto_batch_size(
+    sample_numel: int, device: torch.device, total_rows: int, minimum: int = 16
+) -> int:
     """Rows per model call when ``batch_size="auto"``.
 
     On the CPU, passes of about 128K input values (rounded down to a power of two of rows, 16 to
@@ -19,10 +21,21 @@ def auto_batch_size(sample_numel: int, device: torch.device, total_rows: int) ->
     if device.type == "cpu":
         rows = max((1 << 17) // max(sample_numel, 1), 1)
         rows = 1 << (rows.bit_length() - 1)  # a power of two
-        return int(min(max(rows, 16), 256, total_rows))
+        return int(min(max(rows, minimum), 256, total_rows))
     return max(total_rows, 1)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is a device running out of memory (retry with a smaller batch)."""
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc)
+
+
+def check_batch_size(value: object, name: str) -> object:
+    """``None``, ``"auto"`` or a positive int (``ValueError``/``TypeError`` naming ``name``)."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be a positive int, 'auto' or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive int, 'auto' or None, got {value}")
+    return value

@@ -188,7 +188,9 @@ class Explainer(ABC):
         if isinstance(model, nn.Module):
             check_same_device(model, input_data)
         extra = kwargs.get("additional_forward_args")
-        with gradients_enabled(), preserve_model_state(model, inputs=input_data):
+        # The parameters stay frozen throughout: their .grad need no copy, only a version check.
+        guard = preserve_model_state(model, inputs=input_data, copy_grads=False)
+        with gradients_enabled(), guard:
             # Lightning hands us inference tensors; autograd needs ordinary ones.
             inputs = input_data.clone() if input_data.is_inference() else input_data.detach()
             dtype = model_dtype(model)

@@ -36,7 +36,7 @@ def _hook_dicts(module: nn.Module) -> dict[str, dict]:
 class _ModuleSnapshot:
     """Everything the guard restores for one module tree."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, frozen: bool = False) -> None:
         modules = list(model.modules())
         self.modules = modules
         self.training = [m.training for m in modules]
@@ -51,8 +51,13 @@ class _ModuleSnapshot:
         params = {id(p): p for m in modules for p in m._parameters.values() if p is not None}
         self.params = list(params.values())
         self.requires_grad = [p.requires_grad for p in self.params]
+        # ``frozen``: the parameters stay frozen for the whole block, so autograd cannot
+        # accumulate into their .grad; identity and version counter (an in-place write would
+        # show there) replace a copy. Otherwise the .grad tensors are copied.
+        self.frozen = frozen
         self.grads = [
-            (p.grad, None if p.grad is None else p.grad.detach().clone()) for p in self.params
+            (p.grad, None if p.grad is None else p.grad._version if frozen else p.grad.clone())
+            for p in self.params
         ]
 
     def restore(self) -> None:
@@ -86,12 +91,21 @@ class _ModuleSnapshot:
                     if not torch.equal(buffer, values):
                         buffer.data.copy_(values)
             module.training = training
+        changed = False
         with torch.no_grad():
-            for param, flag, (grad, values) in zip(self.params, self.requires_grad, self.grads):
+            for param, flag, (grad, saved) in zip(self.params, self.requires_grad, self.grads):
                 param.requires_grad_(flag)
-                if grad is not None:
-                    grad.copy_(values)
+                if grad is not None and not self.frozen:
+                    if not torch.equal(grad, saved):  # untouched: no write, no version bump
+                        grad.copy_(saved)
+                elif grad is not None and grad._version != saved:
+                    changed = True
                 param.grad = grad
+        if changed:
+            raise RuntimeError(
+                "a parameter's .grad was written in place during the explanation (e.g. by "
+                "model.zero_grad(set_to_none=False)); its values cannot be restored"
+            )
 
 
 def _cuda_devices(tensors: tuple[Optional[torch.Tensor], ...]) -> list[int]:
@@ -105,6 +119,7 @@ def preserve_model_state(
     model: object,
     inputs: Optional[torch.Tensor] = None,
     freeze_parameters: bool = True,
+    copy_grads: bool = True,
 ) -> Iterator[None]:
     """Run a block with ``model`` in eval mode and restore all of its state afterwards.
 
@@ -114,8 +129,13 @@ def preserve_model_state(
         inputs: the caller's input tensor; its ``requires_grad`` flag is restored too.
         freeze_parameters: switch ``requires_grad`` off on the parameters while inside the block
             (attributions are taken with respect to inputs, so weight gradients are wasted work).
+        copy_grads: copy the parameters' ``.grad`` to restore them. ``False`` (with frozen
+            parameters, for code that never unfreezes them, as foxcem's explainers) keeps only
+            their identity and version counters — no memory for a second set of gradients —
+            and raises ``RuntimeError`` if one was written in place anyway.
     """
-    snapshot = _ModuleSnapshot(model) if isinstance(model, nn.Module) else None
+    frozen = freeze_parameters and not copy_grads
+    snapshot = _ModuleSnapshot(model, frozen) if isinstance(model, nn.Module) else None
     input_flag = inputs.requires_grad if inputs is not None else None
     devices = _cuda_devices((inputs,))
     try:

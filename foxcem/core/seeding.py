@@ -162,8 +162,5 @@ def counter_normal(
     scale = 1.0 / 16777216.0
     radius = uniform[:, :half].add_(0.5).mul_(scale).log_().mul_(-2.0).sqrt_()  # u1 in (0, 1)
     angle = uniform[:, half:].mul_(2.0 * math.pi * scale)
-    out = torch.empty((row_keys.shape[0], 2 * half), dtype=work, device=device)
-    torch.mul(radius, torch.cos(angle), out=out[:, :half])
-    torch.mul(radius, angle.sin_(), out=out[:, half:])
-    out = out[:, :num_columns]
+    out = torch.cat([radius * torch.cos(angle), radius * angle.sin_()], dim=1)[:, :num_columns]
     return out if out.dtype == dtype else out.to(dtype)
