@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from captum.attr import DeepLift
+from captum.attr import LRP, Deconvolution, DeepLift, GuidedBackprop, LayerAttribution
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
 
@@ -33,7 +33,12 @@ def captum_ready(algorithm: Any) -> Iterator[None]:
         yield
         return
     modules = list(model.modules())
-    inplace = [m for m in modules if getattr(m, "inplace", False) is True]
+    # Only methods that hook modules meet the in-place problem; the others keep in-place
+    # activations, which are faster.
+    hooking = isinstance(
+        algorithm, (LayerAttribution, DeepLift, LRP, GuidedBackprop, Deconvolution)
+    )
+    inplace = [m for m in modules if hooking and getattr(m, "inplace", False) is True]
     stashed = []
     if isinstance(algorithm, DeepLift):
         for m in modules:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Optional, Union
 
@@ -113,6 +114,18 @@ def differentiable_scores(
     return check_scores(out.detach(), input_data.shape[0])
 
 
+#: module -> {(parameter ids, input shape, dtype, gradients probed): number of classes}
+_PROBED: weakref.WeakKeyDictionary[Any, dict[tuple, int]] = weakref.WeakKeyDictionary()
+
+
+def _probe_key(model: Any, inputs: torch.Tensor, gradients: bool) -> Optional[tuple]:
+    """What a remembered probe depends on; ``None`` for a callable that is no module."""
+    if not isinstance(model, nn.Module):
+        return None
+    params = tuple(id(p) for p in model.parameters())
+    return (params, tuple(inputs.shape[1:]), inputs.dtype, inputs.device, gradients)
+
+
 class Explainer(ABC):
     """Base class of every foxcem method.
 
@@ -196,21 +209,45 @@ class Explainer(ABC):
             dtype = model_dtype(model)
             if dtype is not None and inputs.dtype != dtype:
                 inputs = inputs.to(dtype)  # the rule: computed (and returned) in the model's dtype
-            if self.needs_gradients:
-                name = self.registry_name or type(self).__name__
-                scores = differentiable_scores(model, inputs, name, extra)
-            else:
-                scores = predict_scores(model, inputs, extra)
-            target = check_target(
-                pred_label_idx, inputs.shape[0], scores.shape[1], device=inputs.device
-            )
-            if target is None:
-                target = scores.argmax(dim=1)
+            target = self._resolve_target(model, inputs, pred_label_idx, extra)
             result = self._attribute(model, inputs, target, **kwargs)
         validate_result(result)
         if isinstance(result, tuple):
             return tuple(r.detach() for r in result)  # type: ignore[return-value]
         return result.detach()
+
+    def _resolve_target(
+        self, model: Any, inputs: torch.Tensor, pred_label_idx: TargetLike, extra: Any
+    ) -> torch.Tensor:
+        """The (N,) classes to explain; the model's differentiability checked on the way.
+
+        With the class given, one sample tells the number of classes (and whether gradients
+        flow), and for the same module, parameters and input shape the answer is remembered:
+        repeated calls cost no extra forward pass.
+        """
+        name = self.registry_name or type(self).__name__
+        key = _probe_key(model, inputs, self.needs_gradients)
+        if pred_label_idx is not None and extra is None:
+            classes = _PROBED.get(model, {}).get(key) if key is not None else None
+            if classes is None:
+                probe = inputs[:1]
+                scores = (
+                    differentiable_scores(model, probe, name)
+                    if self.needs_gradients
+                    else predict_scores(model, probe)
+                )
+                classes = scores.shape[1]
+                if key is not None:
+                    _PROBED.setdefault(model, {})[key] = classes
+            target = check_target(pred_label_idx, inputs.shape[0], classes, inputs.device)
+            assert target is not None
+            return target
+        if self.needs_gradients:
+            scores = differentiable_scores(model, inputs, name, extra)
+        else:
+            scores = predict_scores(model, inputs, extra)
+        target = check_target(pred_label_idx, inputs.shape[0], scores.shape[1], inputs.device)
+        return scores.argmax(dim=1) if target is None else target
 
     def __call__(
         self,
