@@ -1,5 +1,6 @@
 """Whole-CEM throughput beside its arithmetic floor and a one-image-at-a-time baseline, plus the
-overhead of foxcem's Integrated Gradients over raw Captum.
+overhead of foxcem's Integrated Gradients over raw Captum and ``internal_batch_size="auto"`` against
+every hand-picked size.
 
 For two models — the demo's digits CNN (1×8×8, trained with seed 0) and the CEM paper's MNIST CNN
 (1×28×28, random weights) — both modes (PN, PP) and both gradients (autograd, URV with q = 100),
@@ -119,6 +120,39 @@ def ig_overhead(device: torch.device, reps: int) -> dict[str, Any]:
             "overhead_pct": 100.0 * (foxcem_s / captum_s - 1)}  # fmt: skip
 
 
+def ig_batch_sweep(device: torch.device, mnist: nn.Module, reps: int) -> list[dict[str, Any]]:
+    """IG with ``internal_batch_size="auto"`` against every hand-picked size, interleaved."""
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None).to(device).eval()
+    cases = [
+        ("resnet18 4x3x64x64, 32 steps", resnet, torch.rand(4, 3, 64, 64, device=device), 32),
+        ("mnist 16x1x28x28, 50 steps", mnist, torch.rand(16, 1, 28, 28, device=device), 50),
+    ]
+    ig = get_explainer("integrated_gradients")
+    sizes: list[Any] = ["auto", None, 256, 128, 64, 32, 16]
+    results = []
+    for label, model, x, steps in cases:
+        target = torch.zeros(len(x), dtype=torch.long, device=device)
+        times: dict[str, list[float]] = {str(size): [] for size in sizes}
+        for size in sizes:  # warm-up
+            ig.calculate_features(model, x, target, n_steps=steps, internal_batch_size=size)
+        for _ in range(reps):
+            for size in sizes:
+                synchronize(device)
+                start = time.perf_counter()
+                ig.calculate_features(model, x, target, n_steps=steps, internal_batch_size=size)
+                synchronize(device)
+                times[str(size)].append(time.perf_counter() - start)
+        ms = {key: 1e3 * statistics.median(value) for key, value in times.items()}
+        hand = {key: value for key, value in ms.items() if key != "auto"}
+        best = min(hand, key=hand.get)
+        results.append({"case": label, "ms": ms, "best_hand_picked": best,
+                        "auto_vs_best_pct": 100.0 * (ms["auto"] / hand[best] - 1)})  # fmt: skip
+    return results
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -175,6 +209,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     ig = ig_overhead(device, args.ig_reps)
     print(f"IG through foxcem vs raw Captum (resnet18, 4×3×64×64, 32 steps): "
           f"{ig['foxcem_ms']:.1f} vs {ig['captum_ms']:.1f} ms, {ig['overhead_pct']:+.1f}%")  # fmt: skip
+    sweep = ig_batch_sweep(device, mnist, max(3, args.ig_reps // 2))
+    for case in sweep:
+        sizes = "  ".join(f"{key}: {value:.1f}" for key, value in case["ms"].items())
+        print(f"IG internal_batch_size, ms ({case['case']}): {sizes} | auto vs best "
+              f"({case['best_hand_picked']}): {case['auto_vs_best_pct']:+.1f}%")  # fmt: skip
     report = {
         "benchmark": "cem_throughput",
         "device": device_name(device),
@@ -186,6 +225,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "iters_timed": args.iters,
         "rows": rows,
         "ig_overhead": ig,
+        "ig_internal_batch_size": sweep,
     }
     output = Path(args.output or f"cem_throughput_{device.type}.json")
     output.write_text(json.dumps(report, indent=2) + "\n")

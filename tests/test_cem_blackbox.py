@@ -127,6 +127,18 @@ def test_peak_memory_is_bounded_by_the_pass_size() -> None:
     assert extra_mib < 150, extra_mib
 
 
+def test_auto_pass_size_follows_the_image_the_model_sees() -> None:
+    # in segment space d is small (3 channels × 16 segments) but every row is a 224×224 image
+    model = _Counting(_big_cnn(torch.float32))
+    x = torch.rand(2, 3, 224, 224)
+    loss = CEMLoss(model, x, mode="PN", K=5.0, segments="grid:4")
+    source = URV(loss, num_directions=20, seed=0)
+    assert source.batch_size == "auto"
+    model.rows.clear()
+    source(torch.zeros((2,) + loss.delta_shape))
+    assert sum(model.rows) == 2 * 21 and max(model.rows) == 16, model.rows
+
+
 def test_half_precision_parameters_keep_float32_state() -> None:
     a = torch.tensor([[2.0, -1.5, 0.3, -0.2, 1.0, 0.0]])
     results = {}

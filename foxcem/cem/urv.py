@@ -316,7 +316,9 @@ class URVGradientEstimator(GradientSource):
         if self.batch_size is None:
             return total
         if self.batch_size == "auto":
-            return auto_batch_size(d, device, total)
+            x = getattr(self.loss, "x", None)  # in segment space the model sees pixel images
+            numel = max(d, x[0].numel()) if isinstance(x, torch.Tensor) and x.dim() > 1 else d
+            return auto_batch_size(numel, device, total)
         return int(self.batch_size)
 
     def __repr__(self) -> str:

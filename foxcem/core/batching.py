@@ -16,7 +16,8 @@ def auto_batch_size(
     256) keep a CNN's activations in cache: for the CEM paper's MNIST CNN on a 2-core CPU, 128-row
     passes cost 13.3 ms per image and 100 directions, one 808-row pass 27.1 ms, 256-row passes
     19.4 ms (``benchmarks/urv_vs_loop.py``). On a GPU: the whole stream in one pass (the caller
-    halves a pass that runs out of memory and keeps the smaller size).
+    halves a pass that runs out of memory and keeps the smaller size). ``sample_numel`` is what the
+    model sees per row (the pixel image also in segment space).
     """
     if device.type == "cpu":
         rows = max((1 << 17) // max(sample_numel, 1), 1)
