@@ -101,7 +101,7 @@ def test_ibm_published_examples_are_matched(ibm: tuple) -> None:
 def test_digits_cnn_against_the_fista_reference(
     digits_model: nn.Module, digits_split: DigitsSplit, mode: str, kappa: float
 ) -> None:
-    x = digits_split.x_test[:64]
+    x = digits_split.x_test[:32]
     ours = _explain(digits_model, x, mode, K=kappa)
     assert ours["success"].all()
     model64 = copy.deepcopy(digits_model).double().eval().requires_grad_(False)
@@ -124,10 +124,12 @@ def test_digits_cnn_against_the_fista_reference(
 def test_black_box_in_segment_space_on_large_inputs(ibm: tuple, mode: str, options: dict) -> None:
     """IBM's model behind an 8× upsampling front end (inputs 1×224×224, the front end averages
     8×8 blocks back to 28×28), explained as a black box over a 28×28 grid of segments: d is 784
-    instead of 50,176."""
+    instead of 50,176. ``benchmarks/cem_segments.py`` runs 32 images and pixel space beside."""
     clf, _ = ibm
     model = nn.Sequential(nn.AvgPool2d(8), clf).eval()
-    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 32)[0], scale_factor=8)
+    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 8)[0], scale_factor=8)
+    # 128-row passes: this pooled model is cheap per row, whatever the 224×224 input suggests
+    options = {**options, "batch_size": 128}
     result = _explain(model, x, mode, gradient="urv", segments="grid:28", **options)
-    assert result["success"].float().mean() >= 0.9, result["success"].float().mean()
+    assert result["success"].sum() >= 7, result["success"]
     assert result["delta"].shape == x.shape
