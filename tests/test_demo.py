@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +136,21 @@ def test_demo_bad_options(argv: list[str], message: str, capsys: pytest.CaptureF
 
 @pytest.mark.slow
 def test_demo_cem_defaults_succeed(demo_run: dict[str, Any]) -> None:
-    """With the demo's default CEM settings, PN flips and PP keeps the class of real digits."""
-    summary = run_demo(
-        DemoConfig(
-            methods=["cem_pp", "cem_pn", "cem_pn_urv"],
-            num_images=3,
-            output=demo_run["root"] / "cem",
-            cache_dir=demo_run["cache"],
-            progress=False,
-            savepoint_figure=False,
+    """With the demo's default CEM settings, PN flips and PP keeps the class of real digits, and
+    the savepoint strip shows a round that found its PN (no warning on the demo's own figure)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_demo(
+            DemoConfig(
+                methods=["cem_pp", "cem_pn", "cem_pn_urv"],
+                num_images=3,
+                output=demo_run["root"] / "cem",
+                cache_dir=demo_run["cache"],
+                progress=False,
+            )
         )
-    )
+    assert not [w for w in caught if "savepoint" in str(w.message)]
+    assert summary["savepoints"]["found"] and summary["savepoints"]["success"]
     assert summary["model"]["cached"] is True
     for key in ("cem_pp", "cem_pn", "cem_pn_urv"):
         assert summary["methods"][key]["success_rate"] >= 2 / 3, key

@@ -9,11 +9,10 @@ Usable from Python as well::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import platform
 import time
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -40,6 +39,7 @@ from foxcem.demo.config import (
     parse_methods,
     select_images,
 )
+from foxcem.demo.denormals import flush_denormals
 from foxcem.demo.digits import (
     accuracy,
     load_digits_split,
@@ -132,9 +132,7 @@ def _run_cem(
         "mean_count_above_0.01": float((flat.abs() > 0.01).sum(dim=1).float().mean()),
         "predictions": predicted.cpu().tolist(),
     }
-    stats["defaults"] = dict(
-        MODE_DEFAULTS[mode]
-    )  # what the explainer filled in (c, K, l1, l2, eta)
+    stats["defaults"] = dict(MODE_DEFAULTS[mode])  # what was filled in (c, K, l1, l2, eta)
     return delta, stats
 
 
@@ -145,32 +143,32 @@ def _savepoints(
     config: DemoConfig,
     autoencoder: Optional[nn.Module],
 ) -> tuple[Any, dict[str, Any]]:
-    """Savepoints of one PN run (autograd gradient) on the first explained digit."""
+    """Savepoints of one PN run (autograd gradient) on the first explained digit.
+
+    One round per run, so that the strip shows one optimisation from its start: c goes through
+    the search's ×10 schedule (``c``, 10·c, …; ``c_steps`` values) until a round finds a PN.
+    """
     options = _cem_options("cem_pn", config, autoencoder)
     save_freq = max(2, config.num_iter // 4)
-    # One round of the c search, so that the strip shows one optimisation from its start.
-    generator = get_explainer("cem").create_explainer(
-        model, **{**options, "save_freq": save_freq, "c_steps": 1, "device": x.device}
-    )
-    with preserve_model_state(model, inputs=x):
-        savepoints, meta = generator.run(image=x, inference_call=model, target=target)
-    return savepoints, {"save_freq": save_freq, "success": bool(meta["success"].all())}
-
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Flush denormal floats to zero on the CPU for a block (then back to the default, off).
-
-    The PP optimisation drives many entries towards zero; on x86 CPUs arithmetic on denormal
-    numbers is very slow (the CEM PP step was about 10x slower without this), and values below
-    1e-38 make no difference to an explanation.
-    """
-    supported = torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if supported:
-            torch.set_flush_denormal(False)
+    defaults = MODE_DEFAULTS["PN"]
+    c_init = float(options.pop("c", defaults["c"]))
+    for step in range(int(options.pop("c_steps", defaults["c_steps"]))):
+        c = c_init * 10.0**step
+        generator = get_explainer("cem").create_explainer(
+            model, **{**options, "c": c, "save_freq": save_freq, "c_steps": 1, "device": x.device}
+        )
+        with preserve_model_state(model, inputs=x), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a round that finds nothing is reported below
+            savepoints, meta = generator.run(image=x, inference_call=model, target=target)
+        if bool(meta["found"].all()):
+            break
+    info = {"save_freq": save_freq, "c": c, "found": bool(meta["found"].all())}
+    info["success"] = bool(meta["success"].all())
+    if not info["found"]:
+        warnings.warn(
+            f"the savepoint strip's PN found no explanation up to c = {c:g}", stacklevel=2
+        )
+    return savepoints, info
 
 
 def run_demo(config: DemoConfig, log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
@@ -294,7 +292,10 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
             image=x[:1].cpu(),
             model=cpu_model,
             mode="PN",
-            title=f"CEM pertinent negative of a {int(labels[0])}: savepoints (blue removed, red added)",
+            title=(
+                f"CEM pertinent negative of a {int(labels[0])}: the ink δ adds, one round at "
+                f"c = {figure_info['c']:g}"
+            ),
         )
         fig.savefig(output / "cem_savepoints.png", dpi=FIGURE_DPI)
         files.append("cem_savepoints.png")
