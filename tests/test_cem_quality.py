@@ -117,19 +117,19 @@ def test_digits_cnn_against_the_fista_reference(
 @pytest.mark.parametrize(
     "mode, options",
     [
-        ("PN", {"num_directions": 30, "num_iter": 100, "c_steps": 3, "eta": 0.5}),
-        ("PP", {"num_directions": 20, "num_iter": 100, "c_steps": 2}),
+        ("PN", {"num_directions": 20, "num_iter": 100, "c_steps": 3, "eta": 0.5}),
+        ("PP", {"num_directions": 20, "num_iter": 100, "c_steps": 1}),
     ],
 )
 def test_black_box_in_segment_space_on_large_inputs(ibm: tuple, mode: str, options: dict) -> None:
     """IBM's model behind an 8× upsampling front end (inputs 1×224×224, the front end averages
     8×8 blocks back to 28×28), explained as a black box over a 28×28 grid of segments: d is 784
-    instead of 50,176. ``benchmarks/cem_segments.py`` runs 32 images and pixel space beside."""
+    instead of 50,176. ``benchmarks/cem_segments.py`` runs pixel space beside it."""
     clf, _ = ibm
     model = nn.Sequential(nn.AvgPool2d(8), clf).eval()
-    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 8)[0], scale_factor=8)
+    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 32)[0], scale_factor=8)
     # 128-row passes: this pooled model is cheap per row, whatever the 224×224 input suggests
     options = {**options, "batch_size": 128}
     result = _explain(model, x, mode, gradient="urv", segments="grid:28", **options)
-    assert result["success"].sum() >= 7, result["success"]
+    assert result["success"].float().mean() >= 0.9, result["success"].float().mean()
     assert result["delta"].shape == x.shape
