@@ -24,6 +24,7 @@ __all__ = [
     "BoundLike",
     "NoInfoLike",
     "bound_tensor",
+    "broadcast_bound",
     "fit_no_info_value",
     "resolve_feature_range",
     "resolve_no_info_value",
@@ -56,12 +57,21 @@ def bound_tensor(
         shape = [1] * x.dim()
         shape[channel_dim] = bound.shape[0]
         bound = bound.reshape(shape)
+    return broadcast_bound(
+        bound, x.shape, name, "a scalar or a tensor broadcastable to the input's"
+    )
+
+
+def broadcast_bound(
+    bound: torch.Tensor, shape: torch.Size, name: str, expected: str
+) -> torch.Tensor:
+    """``bound`` expanded to ``shape`` (a copy); ``ValueError`` naming ``name`` when it does not
+    broadcast (the message reads "`name` must be {expected} shape …") or holds a NaN."""
     try:
-        bound = torch.broadcast_to(bound, x.shape).clone()
+        bound = torch.broadcast_to(bound, shape).clone()
     except RuntimeError:
         raise ValueError(
-            f"`{name}` must be a scalar or a tensor broadcastable to the input's shape "
-            f"{tuple(x.shape)}, got shape {tuple(bound.shape)}"
+            f"`{name}` must be {expected} shape {tuple(shape)}, got shape {tuple(bound.shape)}"
         ) from None
     if bool(torch.isnan(bound).any()):
         raise ValueError(f"`{name}` must not contain NaN")

@@ -8,10 +8,11 @@ Subclasses implement ``_update`` (the method's step for one parameter), as
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import torch
 
+from foxcem.cem.bounds import BoundLike, broadcast_bound
 from foxcem.cem.prox import exp_grad_prox, per_sample
 from foxcem.cem.wright_omega import widest_float
 from foxcem.core.checks import check_finite_float
@@ -29,25 +30,13 @@ def compiled_prox() -> Any:
     return _COMPILED["prox"]
 
 
-BoundLike = Union[float, torch.Tensor, None]
-
-
 def _as_bound(
     value: BoundLike, param: torch.Tensor, dtype: torch.dtype, name: str
 ) -> Optional[torch.Tensor]:
     if value is None:
         return None
     bound = torch.as_tensor(value, device=param.device).to(dtype)
-    try:
-        bound = torch.broadcast_to(bound, param.shape).clone()
-    except RuntimeError:
-        raise ValueError(
-            f"`{name}` must be broadcastable to the parameter's shape {tuple(param.shape)}, "
-            f"got shape {tuple(bound.shape)}"
-        ) from None
-    if bool(torch.isnan(bound).any()):
-        raise ValueError(f"`{name}` must not contain NaN")
-    return bound
+    return broadcast_bound(bound, param.shape, name, "broadcastable to the parameter's")
 
 
 def _state_dtype(param: torch.Tensor) -> torch.dtype:
