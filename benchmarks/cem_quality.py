@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import sys
 import time
 import warnings
@@ -39,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ibm_mnist  # noqa: E402
 from cem_reference import fista_cem  # noqa: E402
-from common import device_name  # noqa: E402
+from common import device_name, report_header, write_report  # noqa: E402
 
 from foxcem import CEMExplainer  # noqa: E402
 from foxcem.demo.digits import load_digits_split, train_digits_model  # noqa: E402
@@ -141,18 +139,12 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   f"{'100.0%':>7} {l0:8.1f} {l1:8.2f} {'-':>9}")  # fmt: skip
 
     report = {
-        "benchmark": "cem_quality",
-        "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        **report_header("cem_quality", torch.device("cpu")),
         "images": count,
         "rows": rows,
         "ibm_published": published,
     }
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(report, args.output)
     return report
 
 

@@ -17,8 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ibm_mnist  # noqa: E402
 from cem_quality import foxcem_run, measure  # noqa: E402
-from common import device_name  # noqa: E402
+from common import device_name, report_header, write_report  # noqa: E402
 
 #: Settings shared by both spaces (the segment test in ``tests/test_cem_quality.py``).
 SETTINGS = {
@@ -101,16 +99,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                   f"{row['model_calls']:6d} {row['l0']:8.1f} {row['l1']:8.2f} "
                   f"{row['seconds_per_image']:8.2f}", flush=True)  # fmt: skip
     report = {
-        "benchmark": "cem_segments",
-        "device": device_name(torch.device("cpu")),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        **report_header("cem_segments", torch.device("cpu")),
         "rows": rows,
     }
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(report, args.output)
     return report
 
 

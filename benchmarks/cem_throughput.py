@@ -21,8 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
@@ -36,7 +34,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, forward_flops, matmul_rate, synchronize  # noqa: E402
+from common import (  # noqa: E402
+    device_name,
+    forward_flops,
+    matmul_rate,
+    report_header,
+    synchronize,
+    write_report,
+)
 from urv_vs_loop import mnist_cnn  # noqa: E402
 
 from foxcem import CEMExplainer, get_explainer  # noqa: E402
@@ -215,21 +220,14 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         print(f"IG internal_batch_size, ms ({case['case']}): {sizes} | auto vs best "
               f"({case['best_hand_picked']}): {case['auto_vs_best_pct']:+.1f}%")  # fmt: skip
     report = {
-        "benchmark": "cem_throughput",
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        **report_header("cem_throughput", device),
         "matmul_fp32_flops_per_s": rate,
         "iters_timed": args.iters,
         "rows": rows,
         "ig_overhead": ig,
         "ig_internal_batch_size": sweep,
     }
-    output = Path(args.output or f"cem_throughput_{device.type}.json")
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {output}")
+    write_report(report, args.output or f"cem_throughput_{device.type}.json")
     return report
 
 

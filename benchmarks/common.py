@@ -4,11 +4,14 @@ forward FLOPs of a model and the measured fp32 matmul rate (the arithmetic floor
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import statistics
+import sys
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Union
 
 import torch
 from torch import nn
@@ -89,3 +92,21 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def report_header(benchmark: str, device: torch.device) -> dict[str, Any]:
+    """The fields every benchmark's JSON starts with: what ran, where and how busy the machine was."""
+    return {
+        "benchmark": benchmark,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def write_report(report: dict[str, Any], output: Union[str, Path]) -> None:
+    """Write ``report`` as indented JSON to ``output`` and say so."""
+    Path(output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {output}")

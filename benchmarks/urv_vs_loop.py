@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -40,7 +39,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_name, forward_flops, matmul_rate, timed  # noqa: E402
+from common import (  # noqa: E402
+    device_name,
+    forward_flops,
+    matmul_rate,
+    report_header,
+    timed,
+    write_report,
+)
 
 from foxcem.cem import CEMLoss, URVGradientEstimator  # noqa: E402
 
@@ -352,14 +358,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     )
 
     report = {
-        "benchmark": "urv_vs_loop",
-        "device": device_name(device),
+        **report_header("urv_vs_loop", device),
         "device_type": device.type,
-        "torch": torch.__version__,
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv),
-        "threads": torch.get_num_threads(),
         "load_average_start": load_start,
-        "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tf32": bool(args.tf32),
         "models": {
             "28": "CEM MNIST CNN conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10, random",
@@ -372,9 +373,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
         "reps": reps,
         "results": results,
     }
-    output = Path(args.output or f"urv_vs_loop_{device.type}.json")
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {output}")
+    report["load_average_end"] = report.pop("load_average")
+    write_report(report, args.output or f"urv_vs_loop_{device.type}.json")
     return report
 
 
