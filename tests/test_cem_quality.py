@@ -101,7 +101,7 @@ def test_ibm_published_examples_are_matched(ibm: tuple) -> None:
 def test_digits_cnn_against_the_fista_reference(
     digits_model: nn.Module, digits_split: DigitsSplit, mode: str, kappa: float
 ) -> None:
-    x = digits_split.x_test[:32]
+    x = digits_split.x_test[:64]
     ours = _explain(digits_model, x, mode, K=kappa)
     assert ours["success"].all()
     model64 = copy.deepcopy(digits_model).double().eval().requires_grad_(False)
