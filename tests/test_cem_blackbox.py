@@ -4,16 +4,12 @@ no wasted model calls, segment space, and any inference callable."""
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from peak_memory import extra_peak_mib
 from torch import nn
 
 from foxcem import CEMExplainer, InferenceWrapper, get_explainer
@@ -96,10 +92,7 @@ def test_estimate_is_bitwise_identical_for_any_pass_size(digits_split: DigitsSpl
 
 @pytest.mark.slow
 def test_peak_memory_is_bounded_by_the_pass_size() -> None:
-    if not Path("/proc/self/clear_refs").exists():
-        pytest.skip("needs Linux's resettable peak-RSS counter")
-    code = textwrap.dedent(
-        """
+    setup = """
         import torch
         from torch import nn
         from foxcem.cem import CEMLoss, URVGradientEstimator
@@ -109,20 +102,9 @@ def test_peak_memory_is_bounded_by_the_pass_size() -> None:
         loss = CEMLoss(model, x, mode="PN", K=5.0)
         delta = torch.zeros_like(x)
         URVGradientEstimator(loss, num_directions=2, batch_size=16, seed=0)(delta)  # warm-up
-        def status(key):
-            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
-        before = status("VmRSS")
-        open("/proc/self/clear_refs", "w").write("5")  # peak := now
-        URVGradientEstimator(loss, num_directions=100, batch_size=16, seed=0)(delta)
-        print((status("VmHWM") - before) / 1024)
         """
-    )
-    # Large blocks from mmap, returned on free: resident memory is live memory, not allocator cache.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    extra_mib = float(done.stdout.strip().splitlines()[-1])
+    call = "URVGradientEstimator(loss, num_directions=100, batch_size=16, seed=0)(delta)"
+    extra_mib = extra_peak_mib(setup, call)
     # all 8 × 100 directions at once would be 8·100·3·224·224·4 B ≈ 460 MiB
     assert extra_mib < 150, extra_mib
 

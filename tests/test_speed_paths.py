@@ -3,15 +3,10 @@ batches that step down on out-of-memory, and a model-state guard without gradien
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 from captum.attr import IntegratedGradients
+from peak_memory import extra_peak_mib
 from torch import nn
 
 from foxcem import CEMExplainer, get_explainer
@@ -110,10 +105,7 @@ def test_auto_internal_batch_on_the_cpu_is_cache_sized(digits_split: DigitsSplit
 
 @pytest.mark.slow
 def test_model_state_guard_copies_no_gradients() -> None:
-    if not Path("/proc/self/clear_refs").exists():
-        pytest.skip("needs Linux's resettable peak-RSS counter")
-    code = textwrap.dedent(
-        """
+    setup = """
         import torch, foxcem
         from torch import nn
         torch.set_num_threads(1)
@@ -121,16 +113,7 @@ def test_model_state_guard_copies_no_gradients() -> None:
         model(torch.rand(2, 1, 8, 8)).sum().backward()  # 100 MiB of .grad
         x = torch.rand(2, 1, 8, 8)
         foxcem.get_explainer("saliency").calculate_features(model, x, 0)  # warm-up
-        def status(key):
-            return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
-        before = status("VmRSS")
-        open("/proc/self/clear_refs", "w").write("5")
-        foxcem.get_explainer("saliency").calculate_features(model, x, 0)
-        print((status("VmHWM") - before) / 1024)
         """
-    )
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env=env)  # fmt: skip
-    extra_mib = float(done.stdout.strip().splitlines()[-1])
+    call = 'foxcem.get_explainer("saliency").calculate_features(model, x, 0)'
+    extra_mib = extra_peak_mib(setup, call)
     assert extra_mib < 40, extra_mib  # a copy of the gradients alone would be ~100 MiB
