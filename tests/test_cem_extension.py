@@ -1,4 +1,4 @@
-"""The CEM parts extend like the seeds' tutorials: a custom gradient source, a plain-callable loss,
+"""The CEM parts extend like an ordinary training loop: a custom gradient source, a plain-callable loss,
 any torch.optim optimizer."""
 
 from __future__ import annotations

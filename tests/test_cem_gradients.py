@@ -1,4 +1,4 @@
-"""Gradient sources: autograd, and the batched URV estimator (REFERENCE §5)."""
+"""Gradient sources: autograd, and the batched URV estimator."""
 
 from __future__ import annotations
 

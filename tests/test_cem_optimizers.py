@@ -1,4 +1,4 @@
-"""AdaExpGrad / AoExpGrad against a literal float64 per-sample reference of REFERENCE §4."""
+"""AdaExpGrad / AoExpGrad against a literal float64 per-sample reference of their documented update."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ SHAPE = (N, 2, 3)
 
 # ----------------------------------------------------------------------------- the reference
 def _ref_prox(x, G, alpha, l1, l2, s, beta, lo, hi):
-    """REFERENCE §4's proximal map, one entry at a time, scipy's lambertw(exp(u)) for ω."""
+    """The proximal map of exp_grad_prox's docstring, one entry at a time, scipy's lambertw(exp(u)) for ω."""
     out = np.empty_like(x)
     for i in range(x.size):
         z = np.sign(x[i]) * np.log(abs(x[i]) / beta + 1.0) - G[i] / alpha

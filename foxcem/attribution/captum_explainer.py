@@ -16,7 +16,7 @@ import inspect
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, Union
 
 import torch
 from torch import nn
@@ -25,8 +25,11 @@ from foxcem.attribution.layers import get_last_conv_layer, resolve_layer
 from foxcem.attribution.model_prep import captum_ready, reused_module_error
 from foxcem.core.batching import is_out_of_memory
 from foxcem.core.checks import check_options
+from foxcem.core.cost import watch_passes
 from foxcem.core.explainer import Explainer
+from foxcem.core.progress import check_progress
 from foxcem.core.seeding import isolated_rng
+from foxcem.core.threads import ThreadsLike, check_threads, choose_threads, cpu_threads
 
 __all__ = ["CaptumCall", "CaptumExplainer", "LayerCaptumExplainer"]
 
@@ -55,6 +58,33 @@ class CaptumCall:
     #: samples per Captum call (``None``: all), for methods without internal batching whose
     #: rows are the samples times a fixed factor (GradientSHAP); halved while out of memory.
     chunk: Optional[int] = None
+    #: CPU threads of the call (:mod:`foxcem.core.threads`): ``"auto"``, an int or ``None``.
+    threads: ThreadsLike = "auto"
+    #: progress over the model's forward passes: ``"auto"`` (a long run on a terminal), a bool.
+    progress: Union[bool, str] = "auto"
+    #: what runs, for progress and long-run messages.
+    label: str = "attribution"
+
+    def total_rows(self, num_samples: int) -> int:
+        """About how many rows the whole call sends through the model."""
+        rows = num_samples
+        for key in ("n_steps", "n_samples", "nt_samples"):
+            factor = self.options.get(key)
+            if isinstance(factor, int) and not isinstance(factor, bool):
+                rows *= factor
+        return rows
+
+    def rows_per_pass(self, num_samples: int) -> int:
+        """About how many rows one forward pass of the model takes (the thread choice)."""
+        batch = self.options.get("internal_batch_size")
+        if isinstance(batch, int):
+            return batch
+        rows = min(self.chunk or num_samples, num_samples)
+        for key in ("n_steps", "n_samples", "perturbations_per_eval", "nt_samples_batch_size"):
+            factor = self.options.get(key)
+            if isinstance(factor, int) and not isinstance(factor, bool):
+                rows *= factor
+        return rows
 
     def run(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
         """``algorithm.attribute(inputs, target=target, **options)``, then ``finish``.
@@ -68,7 +98,18 @@ class CaptumCall:
         # warn, and layer methods work with the parameters frozen by the model-state guard.
         inputs = inputs.detach().requires_grad_(True)
         context = self.context if self.context is not None else contextlib.nullcontext()
+        n = inputs.shape[0]
+        rows = self.rows_per_pass(n)
+        passes = -(-self.total_rows(n) // max(rows, 1))
         with (
+            cpu_threads(choose_threads(self.threads, rows * inputs[0].numel(), inputs.device)),
+            watch_passes(
+                _model_of(self.algorithm),
+                passes,
+                self._what(inputs),
+                self._cheaper(inputs),
+                self.progress,
+            ),  # fmt: skip
             context,
             captum_ready(self.algorithm),
             isolated_rng(self.seed, inputs.device),
@@ -93,6 +134,17 @@ class CaptumCall:
         ):
             return self.finish(result[0], inputs), result[1]
         return self.finish(result, inputs)
+
+    def _what(self, inputs: torch.Tensor) -> str:
+        shape = "×".join(map(str, inputs.shape[1:]))
+        return f"{self.label} on {inputs.shape[0]} inputs of {shape}"
+
+    def _cheaper(self, inputs: torch.Tensor) -> list[str]:
+        hints = ["a GPU (model and inputs on 'cuda')"] if inputs.device.type == "cpu" else []
+        for key in ("n_steps", "n_samples", "nt_samples"):
+            if isinstance(self.options.get(key), int):
+                hints.append(f"fewer {key} (now {self.options[key]})")
+        return hints
 
     def _attribute_fitting(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
         """``attribute`` in chunks of ``chunk`` samples; on a device out of memory the chunk
@@ -140,6 +192,12 @@ class CaptumCall:
         return torch.cat(parts)
 
 
+def _model_of(algorithm: Any) -> Any:
+    """The model a Captum attribution object runs (through a NoiseTunnel to its method)."""
+    inner = getattr(algorithm, "attribution_method", algorithm)
+    return getattr(inner, "forward_func", None)
+
+
 class CaptumExplainer(Explainer):
     """Base of the explainers that run a Captum attribution.
 
@@ -179,9 +237,11 @@ class CaptumExplainer(Explainer):
         """
 
     def options(self) -> list[str]:
-        """The names of this method's options (keyword arguments of ``calculate_features``)."""
+        """The names of this method's options (keyword arguments of ``calculate_features``):
+        its own, and ``threads`` (CPU threads of the call, :mod:`foxcem.core.threads`)."""
         parameters = inspect.signature(self._prepare).parameters
-        return [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+        own = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
+        return own + ["threads"] + ([] if "show_progress" in own else ["show_progress"])
 
     def _attribute(
         self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
@@ -190,7 +250,13 @@ class CaptumExplainer(Explainer):
         open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)  # e.g. NoiseTunnel's
         if not open_ended:
             check_options(self.registry_name or type(self).__name__, kwargs, self.options())
-        return self._prepare(model, input_data, **kwargs).run(input_data, target)
+        threads = check_threads(kwargs.pop("threads", "auto"))
+        own_bar = "show_progress" in inspect.signature(self._prepare).parameters
+        progress = False if own_bar else check_progress(kwargs.pop("show_progress", "auto"))
+        call = self._prepare(model, input_data, **kwargs)
+        call.threads, call.progress = threads, progress
+        call.label = self.registry_name or type(self).__name__
+        return call.run(input_data, target)
 
 
 class LayerCaptumExplainer(CaptumExplainer):

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from foxcem.cem.bounds import BoundLike, broadcast_bound
-from foxcem.cem.prox import exp_grad_prox, per_sample
+from foxcem.cem.prox import exp_grad_prox, flush_subnormal, per_sample
 from foxcem.cem.wright_omega import widest_float
 from foxcem.core.checks import check_finite_float
 
@@ -120,7 +120,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         sdt = widest_float(p.device)
         lo = _as_bound(group["lower"], p, work, "lower")
         hi = _as_bound(group["upper"], p, work, "upper")
-        start = p.detach().to(work)
+        start = flush_subnormal(p.detach().to(work))
         if lo is not None:
             start = torch.maximum(start, lo)
         if hi is not None:
@@ -193,6 +193,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
                 state["invalid"] = state["invalid"] | ~finite
                 state["active"] = state["active"] & finite
                 g = torch.where(per_sample(finite, g).bool(), g, torch.zeros_like(g))
+                g = flush_subnormal(g)  # no subnormal arithmetic from a gradient's tiny entries
                 self._commit(state, self._update(g, state, group))
                 p.copy_(self._sparse(state[self._point], state, group))
         return loss

@@ -18,6 +18,7 @@ from foxcem.core.explainer import Explainer
 from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed, fresh_seed
+from foxcem.core.threads import ThreadsLike
 
 __all__ = ["CEMExplainer", "MODE_DEFAULTS"]
 
@@ -96,6 +97,7 @@ class CEMExplainer(Explainer):
         progress: Union[bool, str] = "auto",
         callback: Optional[Callback] = None,
         verbose: Union[bool, int] = False,
+        threads: ThreadsLike = "auto",
         device: Union[str, torch.device, None] = None,
     ) -> ExplanationGenerator:
         """The configured :class:`~foxcem.cem.ExplanationGenerator` (see
@@ -165,6 +167,7 @@ class CEMExplainer(Explainer):
             callback=callback,
             start_noise=start_noise,
             generator=torch.Generator(device=device).manual_seed(seed + 1),
+            threads=threads,
         )
 
     def options(self) -> list[str]:
@@ -220,6 +223,10 @@ class CEMExplainer(Explainer):
             keep_best: return the best feasible iterate (default True; False: the last one).
             progress: a progress bar on stderr: True, False, or ``"auto"`` (default: on for a long
                 run when stderr is a terminal).
+            threads: CPU threads of the run: ``"auto"`` (default: one thread for small model
+                calls, where more threads gain little on an idle machine and lose several times
+                on a busy one; the caller's setting for large ones), an int, or ``None`` (the
+                caller's setting). Restored afterwards (:mod:`foxcem.core.threads`).
             save_freq, early_stop, history, callback, verbose: see
                 :class:`~foxcem.cem.ExplanationGenerator`.
 

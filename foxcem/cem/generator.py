@@ -15,30 +15,28 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
-from foxcem.cem.loss import CEMEvaluation, CEMLoss
+from foxcem.cem.loss import CEMLoss
+from foxcem.cem.optimisation import OptimisationRun
 from foxcem.cem.optimizers import AoExpGrad
-from foxcem.cem.search import CSearch
-from foxcem.cem.tracking import (
-    BestIterate,
-    History,
-    RoundState,
-    as_evaluation,
-    make_optimizer,
-    merge,
-    regulariser_weights,
-    start_point,
-    warn_missing,
-)
+from foxcem.cem.tracking import start_point
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
 from foxcem.core.model_state import preserve_model_state
-from foxcem.core.progress import progress_bar
+from foxcem.core.threads import ThreadsLike, check_threads, choose_threads, cpu_threads
 
 __all__ = ["ExplanationGenerator", "Callback"]
 
 #: ``callback(iteration, info)``; ``info`` holds (N,) tensors ``loss``, ``attack``, ``success``,
 #: ``l1``, ``l2``, ``active`` and the current explanation ``delta`` (N, …). Return True to stop.
 Callback = Callable[[int, dict[str, Any]], Optional[bool]]
+
+
+def values_per_call(gradient: Any, delta0: torch.Tensor, image: torch.Tensor) -> int:
+    """Input values the model sees per call of ``gradient`` (what the thread choice follows)."""
+    rows_per_call = getattr(gradient, "rows_per_call", None)
+    n = delta0.shape[0]
+    rows = rows_per_call(n, delta0.shape[1:]) if callable(rows_per_call) else n
+    return int(rows) * image[0].numel()
 
 
 class ExplanationGenerator:
@@ -76,6 +74,10 @@ class ExplanationGenerator:
         generator: ``torch.Generator`` on the input's device for the start noise.
         c_steps: rounds of the per-sample search over c (1: no search); each round restarts
             from δ₀. Needs a loss with ``set_c`` (as :class:`~foxcem.cem.CEMLoss`).
+        threads: CPU threads for the optimisation: ``"auto"`` (default: one thread when a model
+            call is small, where more threads lose on a busy machine and gain little on an idle
+            one; the caller's setting otherwise), an int, or ``None`` (the caller's setting). The
+            caller's setting is restored afterwards (:mod:`foxcem.core.threads`).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ExplanationGenerator:
         start_noise: float = 0.0,
         generator: Optional[torch.Generator] = None,
         c_steps: int = 1,
+        threads: ThreadsLike = "auto",
     ) -> None:
         for name, cls in (("loss", loss), ("optimizer", optimizer), ("gradient", gradient)):
             if not callable(cls):
@@ -125,9 +128,8 @@ class ExplanationGenerator:
         self.start_noise = check_finite_float(start_noise, "start_noise", minimum=0.0)
         self.generator = generator
         self.c_steps = check_positive_int(c_steps, "c_steps")
+        self.threads = check_threads(threads)
 
-    # ------------------------------------------------------------------------------ helpers
-    # ------------------------------------------------------------------------------ run
     def run(
         self,
         image: torch.Tensor,
@@ -177,160 +179,11 @@ class ExplanationGenerator:
         if not callable(gradient):
             raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
         delta0 = start_point(loss, image, self.start_noise, self.generator)
-        feasible = getattr(loss, "feasible", None)
-        rounds = self.c_steps if hasattr(loss, "set_c") else 1
-        search = CSearch(loss.c) if rounds > 1 else None
-        self._loss, self._gradient, self._calls = loss, gradient, 0
-        self._bar = progress_bar(rounds * self.num_iter, "CEM", enabled=self.progress)
-        self._history = History(self.history)
-        self._savepoints: OrderedDict[str, torch.Tensor] = OrderedDict()
-        if self.save_freq is not None:
-            self._savepoints["1"] = self._in_input_space(delta0)
-        self._iterations = torch.zeros(delta0.shape[0], dtype=torch.long, device=delta0.device)
-        self._done = 0
-        best: Optional[BestIterate] = None
-        invalid = torch.zeros_like(self._iterations, dtype=torch.bool)
-        try:
-            for index in range(rounds):
-                if search is not None and index > 0:
-                    assert best is not None
-                    loss.set_c(search.update(best.found_this_round))
-                param = delta0.clone()
-                state = RoundState(
-                    param, make_optimizer(self.optimizer, self.optimizer_kwargs, param, loss)
-                )
-                if best is None and self.keep_best and feasible is not None:
-                    best = BestIterate(delta0, *regulariser_weights(state.opt))
-                if best is not None:
-                    best.new_round()
-                stopped = self._run_round(state, best, feasible)
-                if callable(getattr(state.opt, "invalid", None)):
-                    invalid |= state.opt.invalid(param)  # type: ignore[attr-defined]
-                if stopped:
-                    break
-        finally:
-            self._bar.close()
-        return self._finish(state, best, invalid, meta_data)
-
-    def _evaluate(self, delta: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
-        """The loss at rows of δ through the gradient source's loss (one model call)."""
-        self._calls += 1
-        with torch.no_grad():
-            rows = delta if index is None else delta[index]
-            return as_evaluation(self._gradient.evaluate(rows, index))  # type: ignore[return-value]
-
-    def _run_round(self, state: RoundState, best: Optional[BestIterate], feasible: Any) -> bool:
-        """Run one round; True when a callback asked to stop."""
-        track = (
-            self._history.enabled or best is not None or self.early_stop
-            or self.callback is not None or self.verbose_every > 0
-        )  # fmt: skip
-        takes_samples = getattr(self._gradient, "takes_samples", False)
-        for step in range(1, self.num_iter + 2):
-            last = step == self.num_iter + 1
-            index = state.index
-            if not last:
-                rows = state.param if index is None else state.param[index]
-                kwargs = {} if index is None else {"samples": index}
-                grad_rows = self._gradient(rows.detach(), **kwargs)
-                self._calls += int(getattr(self._gradient, "last_num_calls", 1))
-                seen = as_evaluation(getattr(self._gradient, "last_evaluation", None))
-            else:
-                seen = None
-            if track:
-                if seen is None:
-                    seen = self._evaluate(state.param.detach(), index)
-                state.evaluation = merge(state.evaluation, seen, index)
-                if best is not None:
-                    kappa = float(getattr(self._loss, "K", 0.0))
-                    state.engaged |= ~(state.evaluation.attack <= -kappa)
-                    best.offer(state.param, feasible(state.evaluation), state.engaged)
-                if step > 1 and self._after_step(state, step - 1):
-                    return True
-            if last:
-                return False
-            grad = grad_rows
-            if index is not None:
-                grad = torch.zeros_like(state.param).index_copy_(0, index, grad_rows)
-            state.opt.zero_grad()
-            state.param.grad = grad.to(state.param.dtype)
-            state.opt.step()
-            with torch.no_grad():
-                if hasattr(self._loss, "lower"):
-                    torch.maximum(state.param, self._loss.lower, out=state.param)
-                    torch.minimum(state.param, self._loss.upper, out=state.param)
-            self._iterations += state.active.long()
-            self._done += 1
-            self._bar.update(1)
-            self._save(state, self._done)
-            if self.early_stop and step % self.early_stop_check == 0:
-                if not bool(state.active.any()):
-                    return False
-                if takes_samples:
-                    state.index = state.active.nonzero().flatten()
-        return False
-
-    def _after_step(self, state: RoundState, step: int) -> bool:
-        """Bookkeeping for the iterate after ``step`` (its evaluation is known); True: stop."""
-        assert state.evaluation is not None
-        current = state.param.detach()
-        record = History.describe(current, state.evaluation)
-        self._history.append(record)
-        if self.early_stop:
-            change = (current - state.previous).abs().reshape(len(current), -1).amax(dim=1)
-            kappa = float(getattr(self._loss, "K", 0.0))
-            done = (state.evaluation.attack <= -kappa) & (change <= self.early_stop_tol)
-            state.active = state.active & ~done
-            if hasattr(state.opt, "set_active"):
-                state.opt.set_active(state.active, state.param)
-        state.previous = current.clone()
-        stop = False
-        if self.callback is not None:
-            info = {"delta": current, **record, "active": state.active}
-            stop = bool(self.callback(self._done, info))
-        if self.verbose_every and self._done % self.verbose_every == 0:
-            print(f"CEM iter {self._done}/{self.num_iter}: {History.summary(record)}")
-        return stop
-
-    def _in_input_space(self, delta: torch.Tensor) -> torch.Tensor:
-        """δ shaped like the input (segment values expanded to their pixels)."""
-        to_input = getattr(self._loss, "to_input_space", None)
-        with torch.no_grad():
-            return (to_input(delta) if callable(to_input) else delta).detach().clone()
-
-    def _save(self, state: RoundState, done: int) -> None:
-        if self.save_freq is not None and done % self.save_freq == 0 and done > 1:
-            self._savepoints[str(done)] = self._in_input_space(state.output())
-
-    def _finish(
-        self,
-        state: RoundState,
-        best: Optional[BestIterate],
-        invalid: torch.Tensor,
-        meta_data: Optional[dict[str, Any]],
-    ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
-        result = state.output()
-        meta: dict[str, Any] = dict(meta_data or {})
-        if best is not None:
-            found = best.found & ~invalid
-            mask = found.reshape((-1,) + (1,) * (result.dim() - 1))
-            result = torch.where(mask, best.delta.to(result.dtype), result)
-            meta["found"] = meta["best_found"] = found
-            warn_missing(found)
-        self._savepoints.pop(str(self._done), None)
-        self._savepoints[str(self._done)] = self._in_input_space(result)
-        if getattr(self._loss, "segments", None) is not None:
-            meta["segment_values"] = result.clone()
-        final = self._evaluate(result, None)
-        meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
-        self._history.to_meta(meta)
-        meta["iterations"] = self._iterations
-        meta["num_iter"] = self._done
-        meta["model_calls"] = self._calls
-        meta["invalid"] = invalid
-        if isinstance(getattr(self._loss, "c", None), torch.Tensor):
-            meta["c"] = self._loss.c.clone()
-        return self._savepoints, meta
+        run = OptimisationRun(self, loss, gradient, delta0)
+        values = values_per_call(gradient, delta0, image)
+        with cpu_threads(choose_threads(self.threads, values, image.device)):
+            state, best, invalid = run.search()
+            return run.finish(state, best, invalid, meta_data)
 
     def __repr__(self) -> str:
         parts = [getattr(c, "__name__", c) for c in (self.loss, self.optimizer, self.gradient)]

@@ -102,6 +102,12 @@ class GradientSource(ABC):
                 the sample of each row (a subset, e.g. the samples not yet finished).
         """
 
+    def rows_per_call(self, num_samples: int, sample_shape: torch.Size) -> int:
+        """How many points one loss (model) call evaluates when the source is asked for the
+        gradient of ``num_samples`` samples of δ-shape ``sample_shape`` (the CPU thread choice
+        follows it: :mod:`foxcem.core.threads`). Default: one point per sample."""
+        return num_samples
+
     def evaluate(self, delta: torch.Tensor, samples: Optional[torch.Tensor] = None) -> Evaluation:
         """The loss at ``delta`` (rows of the samples ``samples``): its ``evaluate`` result when
         it has one, else its values."""

@@ -28,14 +28,14 @@ from typing import Any
 import torch
 
 from foxcem.cem.expgrad import BoundLike, ExpGradOptimizer
-from foxcem.cem.prox import exp_grad_prox, per_sample
+from foxcem.cem.prox import exp_grad_prox, flush_subnormal, per_sample
 from foxcem.core.checks import check_finite_float
 
 __all__ = ["AdaExpGrad", "AoExpGrad", "ExpGradOptimizer", "exp_grad_prox"]
 
 
 class AdaExpGrad(ExpGradOptimizer):
-    """Adaptive exponentiated gradient (REFERENCE §4), per sample.
+    """Adaptive exponentiated gradient, per sample.
 
     λ₀ = 1. Step t: g = ∇F at x; λ += ‖g‖²_∞; α = η·√λ; x ← prox(x, G = g, s = 1);
     y ← x/t + (1 − 1/t)·y. After :meth:`step` the parameter holds x (the next gradient point,
@@ -53,12 +53,12 @@ class AdaExpGrad(ExpGradOptimizer):
         lam = state["lam"] + g_inf**2
         alpha = group["eta"] * torch.sqrt(lam)
         x = self._prox(state, group, g, alpha, torch.ones_like(t))
-        y = x / per_sample(t, x) + per_sample(1.0 - 1.0 / t, x) * state["y"]
+        y = flush_subnormal(x / per_sample(t, x) + per_sample(1.0 - 1.0 / t, x) * state["y"])
         return {"step": t, "lam": lam, "x": x, "y": y}
 
 
 class AoExpGrad(ExpGradOptimizer):
-    """Adaptive optimistic exponentiated gradient (REFERENCE §4), per sample.
+    """Adaptive optimistic exponentiated gradient, per sample.
 
     λ₀ = 0, h₀ = 0, B₀ = 0. Step t: B += t; g = ∇F at y; λ += (t·‖g − h‖_∞)²;
     α = η·√λ/√log(d+1); G = t·g − t·h + (t+1)·g; x ← prox(x, G, s = t+1);
@@ -120,5 +120,5 @@ class AoExpGrad(ExpGradOptimizer):
         t_ = per_sample(t, g)
         G = t_ * g - t_ * h + (t_ + 1.0) * g
         x = self._prox(state, group, G, alpha, t + 1.0)
-        y = per_sample(t / B, x) * x + per_sample((B - t) / B, x) * state["y"]
+        y = flush_subnormal(per_sample(t / B, x) * x + per_sample((B - t) / B, x) * state["y"])
         return {"step": t, "B": B, "lam": lam, "x": x, "y": y, "h": g}

@@ -29,21 +29,18 @@ F(δ). ``two_sided="auto"`` (the default) uses it when the model computes in hal
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
+from foxcem.cem.directions import CallDirections, Sampler
 from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.cem.gradient_source import Evaluation, GradientSource, PerSampleLoss, loss_values
 from foxcem.core.batching import auto_batch_size, is_out_of_memory
 from foxcem.core.checks import check_finite_float, check_positive_int
-from foxcem.core.seeding import check_seed, counter_keys, counter_normal, fresh_seed, mix_key
+from foxcem.core.seeding import check_seed, counter_normal, fresh_seed
 
 __all__ = ["URVGradientEstimator", "Sampler"]
-
-#: ``sampler(shape, generator=..., device=..., dtype=...)`` returns raw Gaussian noise of
-#: ``shape`` = (n, q, …) for a whole call; the estimator normalises each (sample, direction).
-Sampler = Callable[..., torch.Tensor]
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -184,36 +181,6 @@ class URVGradientEstimator(GradientSource):
         dtype = torch.float64 if wide and delta.device.type != "mps" else torch.float32
         return torch.zeros((delta.shape[0], delta[0].numel()), dtype=dtype, device=delta.device)
 
-    def _raw_noise(self, delta: torch.Tensor) -> Optional[torch.Tensor]:
-        if self.sampler is None:
-            return None
-        shape = (delta.shape[0], self.num_directions) + tuple(delta.shape[1:])
-        u = self.sampler(torch.Size(shape), generator=None, device=delta.device, dtype=delta.dtype)
-        if not isinstance(u, torch.Tensor) or tuple(u.shape) != shape:
-            got = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
-            raise ValueError(f"`sampler` must return shape {shape}, got {got}")
-        return u.to(device=delta.device).reshape(shape[0], shape[1], -1)
-
-    def _directions(
-        self,
-        raw: Optional[torch.Tensor],
-        local: torch.Tensor,
-        global_samples: torch.Tensor,
-        j: torch.Tensor,
-        d: int,
-        work: torch.dtype,
-    ) -> torch.Tensor:
-        """Unit directions (rows, d) for the rows (sample, direction j)."""
-        if raw is not None:
-            u = raw[local, j].to(work)
-        else:
-            call_key = mix_key(self.seed, self.t)
-            row_ids = (global_samples * self.num_directions + j).to(torch.int32)
-            keys = counter_keys(row_ids, call_key)
-            u = self._normal(keys, d, dtype=work)
-        norm = torch.linalg.vector_norm(u, dim=1, keepdim=True)
-        return u.div_(norm.clamp_(min=torch.finfo(work).tiny))
-
     def _estimate_stream(
         self, delta: torch.Tensor, samples: torch.Tensor, mu: float, two_sided: bool
     ) -> torch.Tensor:
@@ -223,7 +190,7 @@ class URVGradientEstimator(GradientSource):
         total = n * per_sample
         work = torch.float64 if delta.dtype == torch.float64 else torch.float32
         flat = delta.reshape(n, d)
-        raw = self._raw_noise(delta)
+        directions = CallDirections(delta, q, self.seed, self.t, self.sampler, self._normal)
         acc = self._accumulator(delta)
         values: Optional[torch.Tensor] = None  # (n, per_sample)
         base_parts: list[Evaluation] = []
@@ -237,7 +204,7 @@ class URVGradientEstimator(GradientSource):
                 j, coef = torch.div(pos, 2, rounding_mode="floor"), 1.0 - 2.0 * (pos % 2)
             else:  # the base row, then +u_j
                 j, coef = (pos - 1).clamp_(min=0), (pos > 0).to(work)
-            u = self._directions(raw, local, samples[local], j, d, work)
+            u = directions.unit(local, samples[local], j, d, work)
             points = torch.addcmul(
                 flat.index_select(0, local).to(work), (mu * coef).to(work).unsqueeze(1), u
             )
@@ -279,7 +246,7 @@ class URVGradientEstimator(GradientSource):
         n, d, q = delta.shape[0], delta[0].numel(), self.num_directions
         work = torch.float64 if delta.dtype == torch.float64 else torch.float32
         flat = delta.reshape(n, d).to(work)
-        raw = self._raw_noise(delta)
+        directions = CallDirections(delta, q, self.seed, self.t, self.sampler, self._normal)
         acc = self._accumulator(delta)
         local = torch.arange(n, device=delta.device)
         calls = 1
@@ -292,7 +259,7 @@ class URVGradientEstimator(GradientSource):
             self.last_evaluation = None
         for j in range(q):
             index = torch.full((n,), j, device=delta.device)
-            u = self._directions(raw, local, local, index, d, work)
+            u = directions.unit(local, local, index, d, work)
             plus = self._plain_values(flat + mu * u, delta, acc.dtype)
             if two_sided:
                 diff = 0.5 * (plus - self._plain_values(flat - mu * u, delta, acc.dtype))
@@ -311,6 +278,17 @@ class URVGradientEstimator(GradientSource):
     ) -> torch.Tensor:
         value = loss_values(self.evaluate(points.to(delta.dtype).reshape(delta.shape)))
         return value.detach().to(dtype).reshape(delta.shape[0])
+
+    def rows_per_call(self, num_samples: int, sample_shape: torch.Size) -> int:
+        """Rows per pass: the N·(q + 1) (two-sided: N·2q) points of a call, in passes of at most
+        ``batch_size`` (for a loss without ``samples=``: one candidate per sample and call)."""
+        if not self.takes_samples:
+            return num_samples
+        q = self.num_directions
+        total = num_samples * (2 * q if self.two_sided is True else q + 1)
+        x = getattr(self.loss, "x", None)
+        device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        return self._resolve_batch_size(math.prod(sample_shape), device, total)
 
     def _resolve_batch_size(self, d: int, device: torch.device, total: int) -> int:
         if self.batch_size is None:

@@ -77,8 +77,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch CPU threads (default: 1, fastest for this tiny model; 0: torch's default)",
+        default=0,
+        help="torch CPU threads for the whole run (default: 0, foxcem's choice per call)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

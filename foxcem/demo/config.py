@@ -101,7 +101,8 @@ class DemoConfig:
         gamma: weight of the autoencoder term in the CEM runs (0: no autoencoder).
         progress: show progress bars.
         savepoint_figure: also run one CEM PN with savepoints and draw ``cem_savepoints.png``.
-        threads: torch CPU threads while the demo runs (0: leave torch's setting).
+        threads: torch CPU threads for the whole run (0, the default: foxcem's own choice per
+            call, see :mod:`foxcem.core.threads`).
         extra: per-method extra CEM options, e.g. ``{"cem_pn": {"K": 10.0}}``.
     """
 
@@ -118,7 +119,7 @@ class DemoConfig:
     gamma: float = DEMO_GAMMA
     progress: bool = True
     savepoint_figure: bool = True
-    threads: int = 1
+    threads: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -23,7 +23,7 @@ from foxcem.demo.digits import (
     train_digits_model,
 )
 
-__all__ = ["default_cache_dir", "load_or_train_model", "train_demo_model"]
+__all__ = ["DEMO_EPOCHS", "default_cache_dir", "load_or_train_model", "train_demo_model"]
 
 
 def default_cache_dir() -> Path:
@@ -92,10 +92,14 @@ def train_demo_model(
         )
 
 
+#: Training epochs of each network in ``foxcem demo`` (what ``epochs=None`` means).
+DEMO_EPOCHS = {"cnn": 30, "autoencoder": 40}
+
+
 def load_or_train_model(
     split: DigitsSplit,
     seed: int = 0,
-    epochs: int = 30,
+    epochs: Optional[int] = None,
     device: str = "cpu",
     cache_dir: Optional[Union[str, Path]] = None,
     use_cache: bool = True,
@@ -107,11 +111,14 @@ def load_or_train_model(
 
     The cache file is keyed by the training settings (seed, epochs, optimiser, device type). A
     missing or unreadable cache file means training; the result is then written (atomically).
+    ``epochs=None`` trains as ``foxcem demo`` does (:data:`DEMO_EPOCHS`), so the demo's cache
+    is reused.
 
     Returns:
         ``(model, info)`` with ``info`` holding ``cached`` (bool), ``weights`` (the path, or
         ``None`` without cache) and ``train_seconds``.
     """
+    epochs = DEMO_EPOCHS[kind] if epochs is None else epochs
     settings = _training_settings(seed, epochs, device, kind)
     path = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), settings, kind)
     info: dict[str, Any] = {"cached": False, "weights": str(path) if use_cache else None}

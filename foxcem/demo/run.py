@@ -25,6 +25,7 @@ from foxcem.cem.loss import check_mode
 from foxcem.core.explainer import split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import get_explainer
+from foxcem.core.threads import cpu_threads
 from foxcem.demo.config import (
     ATTRIBUTION_OPTIONS,
     CEM_OPTIONS,
@@ -39,7 +40,6 @@ from foxcem.demo.config import (
     parse_methods,
     select_images,
 )
-from foxcem.demo.denormals import flush_denormals
 from foxcem.demo.digits import (
     accuracy,
     load_digits_split,
@@ -54,7 +54,6 @@ __all__ = [
     "METHODS",
     "DemoConfig",
     "default_cache_dir",
-    "flush_denormals",
     "format_table",
     "load_or_train_model",
     "parse_methods",
@@ -174,21 +173,17 @@ def _savepoints(
 def run_demo(config: DemoConfig, log: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Run the whole demo; returns the summary (also written to ``summary.json``).
 
-    On the CPU it runs with ``config.threads`` torch threads (default 1: the digits CNN is so
-    small that more threads only add synchronisation, which is costly on a busy machine); the
-    previous thread count is restored afterwards.
+    Thread use is the library's own choice per call (:mod:`foxcem.core.threads`: the tiny digits
+    CNN runs its CEM loops on one thread); ``config.threads`` > 0 pins a count for the whole run
+    on the CPU. The caller's setting is restored afterwards.
 
     Args:
         config: the settings.
         log: called with progress messages (e.g. ``print``); ``None`` is silent.
     """
-    threads = torch.get_num_threads()
-    if config.threads and torch.device(config.device).type == "cpu":
-        torch.set_num_threads(config.threads)
-    try:
+    cpu = torch.device(config.device).type == "cpu"
+    with cpu_threads(config.threads if config.threads and cpu else None):
         return _run_demo(config, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[str, Any]:
@@ -248,24 +243,23 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
     stats: dict[str, dict[str, Any]] = {}
     figure_info: dict[str, Any] = {}
     savepoints = None
-    with flush_denormals():
-        for key in methods:
-            method = METHODS[key]
-            say(f"explaining {len(indices)} digits with {method.label} ...")
-            _sync(device)
-            start = time.perf_counter()
-            if method.kind == "cem":
-                result, info = _run_cem(key, model, x, targets, config, autoencoder)
-            else:
-                result, info = _run_attribution(key, model, x, targets)
-            _sync(device)
-            info["seconds"] = time.perf_counter() - start
-            results[key] = result.detach().cpu()
-            stats[key] = {"label": method.label, "registry": method.registry, **info}
-        if config.savepoint_figure and any(METHODS[k].kind == "cem" for k in methods):
-            start = time.perf_counter()
-            savepoints, figure_info = _savepoints(model, x[:1], targets[:1], config, autoencoder)
-            figure_info["seconds"] = time.perf_counter() - start
+    for key in methods:
+        method = METHODS[key]
+        say(f"explaining {len(indices)} digits with {method.label} ...")
+        _sync(device)
+        start = time.perf_counter()
+        if method.kind == "cem":
+            result, info = _run_cem(key, model, x, targets, config, autoencoder)
+        else:
+            result, info = _run_attribution(key, model, x, targets)
+        _sync(device)
+        info["seconds"] = time.perf_counter() - start
+        results[key] = result.detach().cpu()
+        stats[key] = {"label": method.label, "registry": method.registry, **info}
+    if config.savepoint_figure and any(METHODS[k].kind == "cem" for k in methods):
+        start = time.perf_counter()
+        savepoints, figure_info = _savepoints(model, x[:1], targets[:1], config, autoencoder)
+        figure_info["seconds"] = time.perf_counter() - start
 
     cpu_model = _CpuView(model, device)
     attributions = {METHODS[k].label: results[k] for k in methods if METHODS[k].kind != "cem"}

@@ -1,0 +1,259 @@
+"""One call of :meth:`ExplanationGenerator.run <foxcem.cem.ExplanationGenerator.run>`: the rounds
+of the c search, each an ordinary PyTorch optimisation loop, and what they leave behind.
+
+Everything a call accumulates (model calls, history, savepoints, the progress bar) lives in one
+:class:`OptimisationRun` object, so a generator holds only its settings and can be run from
+several threads at once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from foxcem.cem.evaluation import CEMEvaluation
+from foxcem.cem.search import CSearch
+from foxcem.cem.tracking import (
+    BestIterate,
+    History,
+    RoundState,
+    as_evaluation,
+    make_optimizer,
+    merge,
+    regulariser_weights,
+    warn_missing,
+)
+from foxcem.core.cost import CostWatch
+from foxcem.core.progress import progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from foxcem.cem.generator import ExplanationGenerator
+
+__all__ = ["OptimisationRun", "cheaper_options", "describe"]
+
+#: Readable names of the built-in gradient sources.
+_SOURCES = {"AutogradGradient": "autograd", "URVGradientEstimator": "URV"}
+
+
+def describe(loss: Any, gradient: Any, delta0: torch.Tensor) -> str:
+    """What runs, for progress and cost messages: ``"CEM PN · URV"``."""
+    mode = getattr(loss, "mode", None)
+    name = type(gradient).__name__
+    return " ".join(["CEM"] + ([mode] if mode else [])) + f" · {_SOURCES.get(name, name)}"
+
+
+def cheaper_options(settings: Any, gradient: Any, loss: Any, delta0: torch.Tensor) -> list[str]:
+    """What would make this run cheaper, for the long-run warning."""
+    hints = []
+    if delta0.device.type == "cpu":
+        hints.append("a GPU (model and inputs on 'cuda')")
+    directions = getattr(gradient, "num_directions", None)
+    if directions is not None:
+        hints.append(f"fewer num_directions (now {directions})")
+        if getattr(loss, "segments", None) is None and delta0[0].numel() > 4096:
+            hints.append("segments='grid:28' (one value per block, not per pixel)")
+    hints.append(f"fewer num_iter or c_steps (now {settings.num_iter} × {settings.c_steps})")
+    if not settings.early_stop:
+        hints.append("early_stop=True")
+    return hints
+
+
+class OptimisationRun:
+    """The state of one ``run``: the loss and gradient source it built, and its accumulators.
+
+    Args:
+        settings: the generator whose options apply.
+        loss: the loss object of this run.
+        gradient: the gradient source of this run.
+        delta0: the start δ₀ (N, …).
+    """
+
+    def __init__(
+        self, settings: ExplanationGenerator, loss: Any, gradient: Any, delta0: torch.Tensor
+    ) -> None:
+        self.settings = settings
+        self.loss, self.gradient = loss, gradient
+        self.delta0 = delta0
+        self.feasible = getattr(loss, "feasible", None)
+        self.rounds = settings.c_steps if hasattr(loss, "set_c") else 1
+        #: model calls so far.
+        self.calls = 0
+        #: optimizer steps so far, over all rounds.
+        self.done = 0
+        self.iterations = torch.zeros(delta0.shape[0], dtype=torch.long, device=delta0.device)
+        self.history = History(settings.history)
+        self.savepoints: OrderedDict[str, torch.Tensor] = OrderedDict()
+        if settings.save_freq is not None:
+            self.savepoints["1"] = self.in_input_space(delta0)
+        self.label = describe(loss, gradient, delta0)
+        total = self.rounds * settings.num_iter
+        self.bar = progress_bar(total, self.label, enabled=settings.progress, unit="step")
+        inputs = getattr(loss, "x", delta0)
+        self.watch = CostWatch(
+            total,
+            f"{self.label} on {len(delta0)} inputs of {'×'.join(map(str, inputs.shape[1:]))}",
+            cheaper=cheaper_options(settings, gradient, loss, delta0),
+        )
+
+    # ------------------------------------------------------------------------------ rounds
+    def search(self) -> tuple[RoundState, Optional[BestIterate], torch.Tensor]:
+        """Run every round of the c search; returns the last round's state, the best feasible
+        iterates and the (N,) samples that met a NaN/inf gradient."""
+        settings, loss = self.settings, self.loss
+        search = CSearch(loss.c) if self.rounds > 1 else None
+        best: Optional[BestIterate] = None
+        invalid = torch.zeros_like(self.iterations, dtype=torch.bool)
+        try:
+            for index in range(self.rounds):
+                if search is not None and index > 0:
+                    assert best is not None
+                    loss.set_c(search.update(best.found_this_round))
+                param = self.delta0.clone()
+                if self.rounds > 1:
+                    self.bar.set_description(f"{self.label} · round {index + 1}/{self.rounds}")
+                optimizer = make_optimizer(
+                    settings.optimizer, settings.optimizer_kwargs, param, loss
+                )
+                state = RoundState(param, optimizer)
+                if best is None and settings.keep_best and self.feasible is not None:
+                    best = BestIterate(self.delta0, *regulariser_weights(state.opt))
+                if best is not None:
+                    best.new_round()
+                stopped = self.run_round(state, best)
+                if callable(getattr(state.opt, "invalid", None)):
+                    invalid |= state.opt.invalid(param)  # type: ignore[attr-defined]
+                if stopped:
+                    break
+        finally:
+            self.bar.close()
+        return state, best, invalid
+
+    def evaluate(self, delta: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
+        """The loss at rows of δ through the gradient source's loss (one model call)."""
+        self.calls += 1
+        with torch.no_grad():
+            rows = delta if index is None else delta[index]
+            return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
+
+    def run_round(self, state: RoundState, best: Optional[BestIterate]) -> bool:
+        """Run one round; True when a callback asked to stop."""
+        settings, gradient = self.settings, self.gradient
+        track = (
+            self.history.enabled or best is not None or settings.early_stop
+            or settings.callback is not None or settings.verbose_every > 0
+        )  # fmt: skip
+        takes_samples = getattr(gradient, "takes_samples", False)
+        for step in range(1, settings.num_iter + 2):
+            last = step == settings.num_iter + 1
+            index = state.index
+            if not last:
+                rows = state.param if index is None else state.param[index]
+                kwargs = {} if index is None else {"samples": index}
+                grad_rows = gradient(rows.detach(), **kwargs)
+                self.calls += int(getattr(gradient, "last_num_calls", 1))
+                seen = as_evaluation(getattr(gradient, "last_evaluation", None))
+            else:
+                seen = None
+            if track:
+                if seen is None:
+                    seen = self.evaluate(state.param.detach(), index)
+                state.evaluation = merge(state.evaluation, seen, index)
+                if best is not None:
+                    assert self.feasible is not None
+                    kappa = float(getattr(self.loss, "K", 0.0))
+                    state.engaged |= ~(state.evaluation.attack <= -kappa)
+                    best.offer(state.param, self.feasible(state.evaluation), state.engaged)
+                if step > 1 and self.after_step(state):
+                    return True
+            if last:
+                return False
+            grad = grad_rows
+            if index is not None:
+                grad = torch.zeros_like(state.param).index_copy_(0, index, grad_rows)
+            state.opt.zero_grad()
+            state.param.grad = grad.to(state.param.dtype)
+            state.opt.step()
+            with torch.no_grad():
+                if hasattr(self.loss, "lower"):
+                    torch.maximum(state.param, self.loss.lower, out=state.param)
+                    torch.minimum(state.param, self.loss.upper, out=state.param)
+            self.iterations += state.active.long()
+            self.done += 1
+            self.bar.update(1)
+            self.watch.update(1)
+            self.save(state)
+            if settings.early_stop and step % settings.early_stop_check == 0:
+                if not bool(state.active.any()):
+                    return False
+                if takes_samples:
+                    state.index = state.active.nonzero().flatten()
+        return False
+
+    def after_step(self, state: RoundState) -> bool:
+        """Bookkeeping for the current iterate (its evaluation is known); True: stop."""
+        settings = self.settings
+        assert state.evaluation is not None
+        current = state.param.detach()
+        record = History.describe(current, state.evaluation)
+        self.history.append(record)
+        if settings.early_stop:
+            change = (current - state.previous).abs().reshape(len(current), -1).amax(dim=1)
+            kappa = float(getattr(self.loss, "K", 0.0))
+            done = (state.evaluation.attack <= -kappa) & (change <= settings.early_stop_tol)
+            state.active = state.active & ~done
+            if hasattr(state.opt, "set_active"):
+                state.opt.set_active(state.active, state.param)
+        state.previous = current.clone()
+        stop = False
+        if settings.callback is not None:
+            info = {"delta": current, **record, "active": state.active}
+            stop = bool(settings.callback(self.done, info))
+        if settings.verbose_every and self.done % settings.verbose_every == 0:
+            print(f"CEM iter {self.done}/{settings.num_iter}: {History.summary(record)}")
+        return stop
+
+    # ------------------------------------------------------------------------------ results
+    def in_input_space(self, delta: torch.Tensor) -> torch.Tensor:
+        """δ shaped like the input (segment values expanded to their pixels)."""
+        to_input = getattr(self.loss, "to_input_space", None)
+        with torch.no_grad():
+            return (to_input(delta) if callable(to_input) else delta).detach().clone()
+
+    def save(self, state: RoundState) -> None:
+        """Keep the explanation so far as a savepoint when ``save_freq`` says so."""
+        freq = self.settings.save_freq
+        if freq is not None and self.done % freq == 0 and self.done > 1:
+            self.savepoints[str(self.done)] = self.in_input_space(state.output())
+
+    def finish(
+        self,
+        state: RoundState,
+        best: Optional[BestIterate],
+        invalid: torch.Tensor,
+        meta_data: Optional[dict[str, Any]],
+    ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
+        """The savepoints (the result last) and the meta data of the run."""
+        result = state.output()
+        meta: dict[str, Any] = dict(meta_data or {})
+        if best is not None:
+            found = best.found & ~invalid
+            mask = found.reshape((-1,) + (1,) * (result.dim() - 1))
+            result = torch.where(mask, best.delta.to(result.dtype), result)
+            meta["found"] = meta["best_found"] = found
+            warn_missing(found)
+        self.savepoints.pop(str(self.done), None)
+        self.savepoints[str(self.done)] = self.in_input_space(result)
+        if getattr(self.loss, "segments", None) is not None:
+            meta["segment_values"] = result.clone()
+        final = self.evaluate(result, None)
+        meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
+        self.history.to_meta(meta)
+        meta["iterations"] = self.iterations
+        meta["num_iter"] = self.done
+        meta["model_calls"] = self.calls
+        meta["invalid"] = invalid
+        if isinstance(getattr(self.loss, "c", None), torch.Tensor):
+            meta["c"] = self.loss.c.clone()
+        return self.savepoints, meta
