@@ -151,7 +151,8 @@ def test_no_extra_model_call_per_iteration(digits_model: nn.Module, digits_split
         # one call per iteration (gradient and the evaluation of its point), one for the last
         # iterate, one for the result: history and keep-best cost nothing more
         assert calls == 20 + 2, (gradient, calls)
-        assert meta["model_calls"] == 20 + 2 and meta["loss_history"].shape == (20, 4)
+        assert meta["loss_history"].shape == (20, 4)
+        assert meta["model_calls"] == len(counting.rows)  # every call, the construction's too
 
 
 def test_frozen_samples_leave_the_passes(digits_model: nn.Module, digits_split: DigitsSplit):

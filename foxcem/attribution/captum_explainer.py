@@ -46,7 +46,10 @@ class CaptumCall:
         options: keyword arguments for ``algorithm.attribute`` (everything but inputs/target).
         finish: post-processing of the attribution tensor, e.g. upsampling a Grad-CAM map;
             called as ``finish(attributions, inputs)``; a convergence delta is passed through.
-        seed: seed for the global RNGs Captum draws noise from (see :func:`isolated_rng`).
+        seed: seed for the global RNGs Captum draws noise from (see :func:`isolated_rng`), for
+            a method that draws (``random``).
+        random: whether the method draws from the global RNGs (NoiseTunnel, GradientSHAP):
+            then they are seeded with ``seed`` for the call, one such call at a time.
         context: a context manager entered around the Captum call (e.g. LRP rules).
     """
 
@@ -54,6 +57,7 @@ class CaptumCall:
     options: dict[str, Any] = field(default_factory=dict)
     finish: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
     seed: Optional[int] = None
+    random: bool = False
     context: Optional[contextlib.AbstractContextManager[Any]] = None
     #: samples per Captum call (``None``: all), for methods without internal batching whose
     #: rows are the samples times a fixed factor (GradientSHAP); halved while out of memory.
@@ -112,7 +116,7 @@ class CaptumCall:
             ),  # fmt: skip
             context,
             captum_ready(self.algorithm),
-            isolated_rng(self.seed, inputs.device),
+            isolated_rng(self.seed, inputs.device) if self.random else contextlib.nullcontext(),
             warnings.catch_warnings(),
         ):
             # Captum announces the hooks it sets on non-linearities; the model-state guard

@@ -123,7 +123,7 @@ class GradientSHAPCVExplainer(CaptumExplainer):
         )
         algorithm = self.create_explainer(model, multiply_by_inputs=multiply_by_inputs)
         chunk = samples_per_pass(internal_batch_size, input_data, options["n_samples"])
-        return CaptumCall(algorithm, options, seed=seed, chunk=chunk)
+        return CaptumCall(algorithm, options, seed=seed, random=True, chunk=chunk)
 
 
 @register_explainer("layer_gradient_shap")
@@ -172,4 +172,4 @@ class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
             attribute_to_layer_input, "attribute_to_layer_input"
         )
         algorithm = self.create_explainer(model, layer=layer, multiply_by_inputs=multiply_by_inputs)
-        return CaptumCall(algorithm, options, seed=seed)
+        return CaptumCall(algorithm, options, seed=seed, random=True)

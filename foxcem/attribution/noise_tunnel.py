@@ -174,5 +174,6 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
             nt_options,
             finish=inner.finish,
             seed=seed,
+            random=True,
             context=inner.context,
         )

@@ -9,7 +9,7 @@ import torch
 from foxcem.cem.evaluation import accumulation_dtype
 from foxcem.core.checks import TargetLike, check_target
 
-__all__ = ["check_autoencoder", "check_c", "check_pn_target"]
+__all__ = ["check_autoencoder", "check_c", "check_pn_target", "check_reconstruction"]
 
 
 def check_c(c: Union[float, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -56,12 +56,24 @@ def check_pn_target(
     return resolved
 
 
-def check_autoencoder(autoencoder: Callable[[torch.Tensor], Any], probe: torch.Tensor) -> None:
-    """The autoencoder maps a probe batch to a tensor of the same shape."""
-    with torch.no_grad():
-        out = autoencoder(probe)
-    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+def check_reconstruction(out: object, inputs: torch.Tensor) -> torch.Tensor:
+    """The autoencoder's answer for ``inputs``: a tensor of exactly their shape (the whole batch:
+    an autoencoder with a fixed batch size would otherwise be broadcast against its first row).
+
+    Raises:
+        ValueError: naming ``AE``, what came back and what is expected.
+    """
+    if not isinstance(out, torch.Tensor) or out.shape != inputs.shape:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(
-            f"`AE` must return a tensor shaped like its input {tuple(probe.shape)}, got {got}"
+            f"`AE` must return a tensor shaped like its input, {tuple(inputs.shape)} for this "
+            f"batch of {inputs.shape[0]}, got {got}"
         )
+    return out
+
+
+def check_autoencoder(autoencoder: Callable[[torch.Tensor], Any], probe: torch.Tensor) -> None:
+    """The autoencoder maps a probe batch (two rows where there are two, so a fixed batch of
+    one shows) to a tensor of the same shape."""
+    with torch.no_grad():
+        check_reconstruction(autoencoder(probe), probe)

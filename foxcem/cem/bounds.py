@@ -46,7 +46,7 @@ def bound_tensor(
 
     Raises:
         TypeError: ``value`` is neither a number nor a tensor.
-        ValueError: the shape does not broadcast, or a value is NaN.
+        ValueError: the shape does not broadcast, or a value is NaN or infinite.
     """
     if value is None:
         return None
@@ -65,16 +65,18 @@ def bound_tensor(
 def broadcast_bound(
     bound: torch.Tensor, shape: torch.Size, name: str, expected: str
 ) -> torch.Tensor:
-    """``bound`` expanded to ``shape`` (a copy); ``ValueError`` naming ``name`` when it does not
-    broadcast (the message reads "`name` must be {expected} shape …") or holds a NaN."""
+    """The one check of a bound: ``bound`` expanded to ``shape`` (a copy); ``ValueError`` naming
+    ``name`` when it does not broadcast (the message reads "`name` must be {expected} shape …")
+    or holds a NaN or an infinite value (an infinite box makes the optimizers' scale infinite
+    and every entry of δ zero)."""
     try:
         bound = torch.broadcast_to(bound, shape).clone()
     except RuntimeError:
         raise ValueError(
             f"`{name}` must be {expected} shape {tuple(shape)}, got shape {tuple(bound.shape)}"
         ) from None
-    if bool(torch.isnan(bound).any()):
-        raise ValueError(f"`{name}` must not contain NaN")
+    if not bool(torch.isfinite(bound).all()):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf); leave it None for the default")
     return bound
 
 
@@ -172,8 +174,14 @@ def resolve_box(
     lo_def, hi_def = default_bounds(mode, x, lo, hi, no_info, add_only)
     lo_user = bound_tensor(lower, x, "lower", channel_dim)
     hi_user = bound_tensor(upper, x, "upper", channel_dim)
+    if add_only and lo_user is not None and bool((lo_user < 0).any()):
+        raise ValueError(
+            "`add_only=True` and `lower` conflict: add_only means δ >= 0, but `lower` allows "
+            "negative values; give one of them"
+        )
     lower_t = lo_def if lo_user is None else lo_user
     upper_t = hi_def if hi_user is None else hi_user
     if bool((lower_t > upper_t).any()):
-        raise ValueError("the bounds must satisfy `lower` <= `upper` everywhere")
+        why = " (`add_only=True` sets `lower` to 0)" if add_only and lo_user is None else ""
+        raise ValueError(f"the bounds must satisfy `lower` <= `upper` everywhere{why}")
     return (lo, hi), no_info, lower_t, upper_t

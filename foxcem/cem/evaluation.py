@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import torch
 
-__all__ = ["CEMEvaluation", "MODES", "accumulation_dtype", "check_mode"]
+__all__ = [
+    "CEMEvaluation",
+    "MODES",
+    "SampleIndex",
+    "accumulation_dtype",
+    "check_mode",
+    "select_rows",
+]
 
 MODES = ("PP", "PN")
+
+#: Which samples of the batch rows belong to: ``None`` (all, in order), an index tensor, a slice.
+SampleIndex = Union[torch.Tensor, slice, None]
+
+
+def select_rows(value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
+    """The rows ``samples`` of a per-sample tensor (N, …) (all of it for ``None``)."""
+    if samples is None:
+        return value
+    if isinstance(samples, torch.Tensor) and samples.dim() == 1:
+        return value.index_select(0, samples)  # one row per entry, faster than value[...]
+    return value[samples]
 
 
 class CEMEvaluation(NamedTuple):

@@ -15,7 +15,7 @@ import torch
 from foxcem.cem.bounds import BoundLike, broadcast_bound
 from foxcem.cem.prox import exp_grad_prox, flush_subnormal, per_sample
 from foxcem.cem.wright_omega import widest_float
-from foxcem.core.checks import check_finite_float
+from foxcem.core.checks import check_bool, check_finite_float
 
 __all__ = ["ExpGradOptimizer", "BoundLike", "compiled_prox"]
 
@@ -42,6 +42,25 @@ def _as_bound(
 def _state_dtype(param: torch.Tensor) -> torch.dtype:
     """The dtype of x, y, h: the parameter's, but at least float32."""
     return torch.float32 if param.dtype in (torch.float16, torch.bfloat16) else param.dtype
+
+
+def check_saved_state(saved: Any, param: torch.Tensor) -> None:
+    """Saved per-sample state fits ``param`` (N, …): (N,) counters, x/y/h of its shape; a state
+    of another number of samples would load and then fail at ``step()``."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"`state_dict` state must be a dict per parameter, got {type(saved)}")
+    n = param.shape[0]
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        shaped = key in ("x", "y", "h", "lower", "upper", "cap")
+        expected = tuple(param.shape) if shaped else (n,)
+        if tuple(value.shape) != expected:
+            raise ValueError(
+                f"`state_dict` holds state {key!r} of shape {tuple(value.shape)} for a parameter "
+                f"of shape {tuple(param.shape)} (expected {expected}): it was saved for another "
+                "number of samples or another δ shape"
+            )
 
 
 class ExpGradOptimizer(torch.optim.Optimizer):
@@ -78,7 +97,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
     ) -> None:
         #: the proximal map, compiled with ``torch.compile`` (fullgraph) when ``compile`` is set:
         #: the step's ~150 small operations fused into a few kernels.
-        self._prox_fn = compiled_prox() if compile else exp_grad_prox
+        self._prox_fn = compiled_prox() if check_bool(compile, "compile") else exp_grad_prox
         defaults = dict(
             eta=check_finite_float(eta, "eta", minimum=0.0, strict=True),
             l1=check_finite_float(l1, "l1", minimum=0.0),
@@ -151,8 +170,12 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         """Load a :meth:`state_dict`, keeping every state tensor's dtype (torch's default
         casts them to the parameter's dtype, which would turn the bool mask and the float64
         counters into floats of the parameter's precision)."""
-        super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict.get("state", {}).items():
+            if not 0 <= int(index) < len(params):
+                raise ValueError(f"`state_dict` holds state for parameter {index}, which is absent")
+            check_saved_state(saved, params[int(index)])
+        super().load_state_dict(state_dict)
         for index, saved in state_dict["state"].items():
             p = params[int(index)]
             for key, value in saved.items():

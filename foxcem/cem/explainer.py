@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any, Optional, Union
 
 import torch
@@ -13,7 +14,13 @@ from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
 from foxcem.cem.urv import URVGradientEstimator
-from foxcem.core.checks import TargetLike, check_choice, check_options, check_positive_int
+from foxcem.core.checks import (
+    TargetLike,
+    check_bool,
+    check_choice,
+    check_options,
+    check_positive_int,
+)
 from foxcem.core.explainer import Explainer
 from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
@@ -53,8 +60,18 @@ class CEMExplainer(Explainer):
     needs_gradients = False  # the exact gradient is checked when gradient="autograd" is asked for
 
     def __init__(self) -> None:
-        #: meta data of the last :meth:`calculate_features` call (see ``ExplanationGenerator.run``).
-        self.meta_data: dict[str, Any] = {}
+        self._local = threading.local()
+
+    @property
+    def meta_data(self) -> dict[str, Any]:
+        """Meta data of this thread's last :meth:`calculate_features` call (see
+        ``ExplanationGenerator.run``): per thread, so that two threads explaining with one
+        explainer each read their own."""
+        return getattr(self._local, "meta_data", {})
+
+    @meta_data.setter
+    def meta_data(self, value: dict[str, Any]) -> None:
+        self._local.meta_data = value
 
     def create_explainer(  # type: ignore[override]
         self,
@@ -130,9 +147,9 @@ class CEMExplainer(Explainer):
             l1=defaults["l1"] if l1 is None else l1,
             l2=defaults["l2"] if l2 is None else l2,
             zero_tol=zero_tol,
-            compile=bool(compile),
+            compile=check_bool(compile, "compile"),
         )
-        gradient_kwargs: dict[str, Any] = {"precision": precision, "compile": bool(compile)}
+        gradient_kwargs: dict[str, Any] = {"precision": precision, "compile": compile}
         if gradient == "urv":
             gradient_kwargs.update(
                 num_directions=num_directions,

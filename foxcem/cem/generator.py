@@ -9,6 +9,7 @@ gradient source made at it anyway, so knowing how good δ is costs no extra mode
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
@@ -16,11 +17,11 @@ import torch
 from torch import nn
 
 from foxcem.cem.loss import CEMLoss
-from foxcem.cem.optimisation import OptimisationRun
+from foxcem.cem.optimisation import CountedModel, OptimisationRun
 from foxcem.cem.optimizers import AoExpGrad
 from foxcem.cem.tracking import start_point
 from foxcem.cem.urv import URVGradientEstimator
-from foxcem.core.checks import TargetLike, check_finite_float, check_positive_int
+from foxcem.core.checks import TargetLike, check_bool, check_finite_float, check_positive_int
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.threads import ThreadsLike, check_threads, choose_threads, cpu_threads
 
@@ -29,6 +30,23 @@ __all__ = ["ExplanationGenerator", "Callback"]
 #: ``callback(iteration, info)``; ``info`` holds (N,) tensors ``loss``, ``attack``, ``success``,
 #: ``l1``, ``l2``, ``active`` and the current explanation ``delta`` (N, …). Return True to stop.
 Callback = Callable[[int, dict[str, Any]], Optional[bool]]
+
+
+def check_closure_free(optimizer: Any) -> None:
+    """Refuse an optimizer whose ``step`` needs a closure (e.g. ``torch.optim.LBFGS``): the loop
+    fills ``.grad`` from its gradient source once per step and has no closure to give."""
+    step = getattr(optimizer, "step", None)
+    try:
+        parameter = inspect.signature(step).parameters.get("closure")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        raise TypeError(
+            f"`optimizer` {name} needs a closure that re-evaluates the loss at every step; the "
+            "generator fills .grad from its gradient source once per step instead: use an "
+            "optimizer whose step() takes no closure (AoExpGrad, AdaExpGrad, SGD, Adam, ...)"
+        )
 
 
 def values_per_call(gradient: Any, delta0: torch.Tensor, image: torch.Tensor) -> int:
@@ -107,6 +125,7 @@ class ExplanationGenerator:
             if not callable(cls):
                 raise TypeError(f"`{name}` must be a class (callable), got {type(cls).__name__}")
         self.loss, self.optimizer, self.gradient = loss, optimizer, gradient
+        check_closure_free(optimizer)
         self.loss_kwargs = dict(loss_kwargs or {})
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
         self.gradient_kwargs = dict(gradient_kwargs or {})
@@ -116,12 +135,12 @@ class ExplanationGenerator:
             self.verbose_every = max(1, self.num_iter // 10) if verbose else 0
         else:
             self.verbose_every = check_positive_int(verbose, "verbose")
-        self.early_stop = bool(early_stop)
+        self.early_stop = check_bool(early_stop, "early_stop")
         self.early_stop_tol = check_finite_float(early_stop_tol, "early_stop_tol", minimum=0.0)
         self.early_stop_check = check_positive_int(early_stop_check, "early_stop_check")
-        self.keep_best = bool(keep_best)
-        self.history = bool(history)
-        self.progress = bool(progress)
+        self.keep_best = check_bool(keep_best, "keep_best")
+        self.history = check_bool(history, "history")
+        self.progress = check_bool(progress, "progress")
         if callback is not None and not callable(callback):
             raise TypeError(f"`callback` must be callable, got {type(callback).__name__}")
         self.callback = callback
@@ -154,14 +173,20 @@ class ExplanationGenerator:
             (T, N) with ``history``; ``loss``, ``attack``, ``success`` (N,) of the result;
             ``iterations`` (N,), ``num_iter`` (all rounds), ``c`` (N,) of the last round,
             ``model_calls``, ``invalid`` (N,: a NaN/inf gradient), ``segment_values`` for a
-            segment-space loss, and with ``keep_best`` ``found`` (N,) (also ``best_found``).
+            segment-space loss, and ``found`` (N,) (also ``best_found``): whether the returned
+            δ holds its attack with margin κ, judged by the model on the returned δ whatever the
+            options (for a loss with ``feasible``, as :class:`~foxcem.cem.CEMLoss`). ``model_calls``
+            counts every call of ``inference_call`` during the run, whichever loss or gradient
+            source made it.
         """
-        guard = (
-            preserve_model_state(inference_call, inputs=image, copy_grads=False)
-            if isinstance(inference_call, nn.Module)
-            else contextlib.nullcontext()
-        )
-        with guard:  # eval mode (no BatchNorm update), everything restored afterwards
+        # Every module the run calls — the model, an autoencoder, any module among the loss's
+        # arguments — in eval mode (no BatchNorm update), everything restored afterwards.
+        modules = [inference_call, *self.loss_kwargs.values()]
+        with contextlib.ExitStack() as stack:
+            for index, module in enumerate(modules):
+                if isinstance(module, nn.Module) and all(module is not m for m in modules[:index]):
+                    inputs = image if index == 0 else None
+                    stack.enter_context(preserve_model_state(module, inputs, copy_grads=False))
             return self._run(image, inference_call, meta_data, target)
 
     def _run(
@@ -174,12 +199,13 @@ class ExplanationGenerator:
         loss_kwargs = dict(self.loss_kwargs)
         if target is not None:
             loss_kwargs["target"] = target
-        loss = self.loss(inference_call, image, **loss_kwargs)
+        model = CountedModel(inference_call)
+        loss = self.loss(model, image, **loss_kwargs)
         gradient = self.gradient(loss, **self.gradient_kwargs)
         if not callable(gradient):
             raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
         delta0 = start_point(loss, image, self.start_noise, self.generator)
-        run = OptimisationRun(self, loss, gradient, delta0)
+        run = OptimisationRun(self, loss, gradient, delta0, model)
         values = values_per_call(gradient, delta0, image)
         with cpu_threads(choose_threads(self.threads, values, image.device)):
             state, best, invalid = run.search()

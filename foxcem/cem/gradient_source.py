@@ -24,6 +24,7 @@ from typing import Optional, Protocol, Union, runtime_checkable
 import torch
 
 from foxcem.cem.evaluation import CEMEvaluation
+from foxcem.core.checks import check_bool
 from foxcem.core.model_state import gradients_enabled
 from foxcem.core.precision import check_precision, precision_context
 
@@ -80,10 +81,10 @@ class GradientSource(ABC):
         #: the precision the model is evaluated in: ``None``/``"fp32"``, ``"bf16"`` (autocast,
         #: loss values still accumulated in float32) or ``"tf32"`` (CUDA matmuls).
         self.precision = check_precision(precision)
+        self.compiled = check_bool(compile, "compile")
         evaluate = getattr(loss, "evaluate", None) or loss
         #: the loss evaluation, compiled with ``torch.compile`` when ``compile`` is set.
         self._evaluate_fn = torch.compile(evaluate, dynamic=True) if compile else evaluate
-        self.compiled = bool(compile)
         #: whether the loss accepts ``samples=`` (rows of any samples in one call).
         self.takes_samples = takes_samples(loss)
         #: the loss at the δ of the last call, when the source computed it on the way: a

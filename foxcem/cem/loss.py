@@ -20,17 +20,25 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from foxcem.cem.arguments import check_autoencoder, check_c, check_pn_target
+from foxcem.cem.arguments import (
+    check_autoencoder,
+    check_c,
+    check_pn_target,
+    check_reconstruction,
+)
 from foxcem.cem.bounds import BoundLike, NoInfoLike, resolve_box
 from foxcem.cem.evaluation import (
     MODES,
     CEMEvaluation,
+    SampleIndex,
     accumulation_dtype,
     check_mode,
+    select_rows,
 )
-from foxcem.cem.segments import SegmentsLike, resolve_segments, segment_bounds
+from foxcem.cem.segments import SegmentsLike, SegmentSpace, resolve_segments
 from foxcem.core.checks import (
     TargetLike,
+    check_bool,
     check_finite_float,
     check_model,
     check_scores,
@@ -40,8 +48,6 @@ from foxcem.core.checks import (
 from foxcem.core.explainer import predict_scores
 
 __all__ = ["CEMLoss", "CEMEvaluation", "check_mode", "MODES"]  # the last three re-exported
-
-SampleIndex = Union[torch.Tensor, slice, None]
 
 
 class CEMLoss:
@@ -125,9 +131,9 @@ class CEMLoss:
         self.mode = check_mode(mode)
         self.model = model
         self.x = x.detach()
-        self.channels_first = bool(channels_first)
+        self.channels_first = check_bool(channels_first, "channels_first")
         self.channel_dim = 1 if self.channels_first else x.dim() - 1
-        self.smooth = bool(smooth)
+        self.smooth = check_bool(smooth, "smooth")
         self.gamma = check_finite_float(gamma, "gamma", minimum=0.0)
         self.K = check_finite_float(K, "K", minimum=0.0)
         if AE is not None and not callable(AE):
@@ -149,7 +155,7 @@ class CEMLoss:
         resolved = check_target(target, n, self.num_classes, device=x.device, name="target")
         self.target = scores.argmax(dim=1) if resolved is None else resolved
         self.pn_target = check_pn_target(pn_target, self.mode, self.target, self.num_classes)
-        if add_only and self.mode != "PN":
+        if check_bool(add_only, "add_only") and self.mode != "PN":
             raise ValueError("`add_only` applies to mode='PN' only")
 
         box = resolve_box(
@@ -160,18 +166,15 @@ class CEMLoss:
         #: what the model sees for δ = 0: v (PP) or x (PN).
         self.base = self._base()
         self.segments = resolve_segments(segments, self.x, self.channel_dim)
-        #: the box of the pixel perturbation; ``lower``/``upper`` bound the optimised δ.
-        self.pixel_lower, self.pixel_upper = self.lower, self.upper
+        #: δ in segment space (``None``: δ has the input's shape).
+        self.space = None
         if self.segments is not None:
-            self.lower, self.upper = segment_bounds(self.mode, self.segments, *box[2:])
-            # Where every pixel of a segment has the same box, clipping the segment value
-            # already clips its pixels: the per-pixel clip is skipped.
-            self._clip_pixels = self.mode == "PN" and not (
-                torch.equal(self.segments.expand(self.lower, None), self.pixel_lower)
-                and torch.equal(self.segments.expand(self.upper, None), self.pixel_upper)
+            self.space = SegmentSpace(
+                self.mode, self.segments, self.x, self.base, self.lower, self.upper
             )
+            self.lower, self.upper = self.space.lower, self.space.upper
         if self.AE is not None:
-            check_autoencoder(self.AE, self.base[:1])
+            check_autoencoder(self.AE, self.base[:2])
 
     # ------------------------------------------------------------------ setup helpers
     def set_c(self, c: Union[float, torch.Tensor]) -> None:
@@ -220,27 +223,11 @@ class CEMLoss:
     def to_input_space(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """δ as a perturbation of the input's shape: itself, or segment values (*L, n, C, S)
         expanded to their pixels (PP: the kept fraction of x − v; PN: clipped to the box)."""
-        if self.segments is None:
-            return delta
-        index = None if samples is None else torch.arange(self.x.shape[0])[samples]
-        pixels = self.segments.expand(delta, index)
-        if self.mode == "PP":
-            return pixels * self._select(self.x - self.base, samples)
-        if not self._clip_pixels:
-            return pixels
-        low, high = self._select(self.pixel_lower, samples), self._select(self.pixel_upper, samples)
-        return torch.minimum(torch.maximum(pixels, low), high)
+        return delta if self.space is None else self.space.to_input(delta, samples)
 
     def model_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """What the model sees for ``delta``: v + δ (PP) or x + δ (PN), in the input's shape."""
-        return self._select(self.base, samples) + self.to_input_space(delta, samples)
-
-    def _select(self, value: torch.Tensor, samples: SampleIndex) -> torch.Tensor:
-        if samples is None:
-            return value
-        if isinstance(samples, torch.Tensor) and samples.dim() == 1:
-            return value.index_select(0, samples)  # one row per entry, faster than value[...]
-        return value[samples]
+        return select_rows(self.base, samples) + self.to_input_space(delta, samples)
 
     def _rows(
         self, delta: torch.Tensor, samples: SampleIndex
@@ -251,7 +238,7 @@ class CEMLoss:
         k = len(sample_shape)
         if not isinstance(delta, torch.Tensor):
             raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")
-        target = self._select(self.target, samples)
+        target = select_rows(self.target, samples)
         n = target.shape[0]
         if (
             delta.dim() < k + 1
@@ -280,13 +267,13 @@ class CEMLoss:
         """
         lead, rows, target = self._rows(delta, samples)
         inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
-        raw = check_scores(self.model(inputs), rows)
+        raw = check_scores(self.model(inputs), rows, device=inputs.device)
         self.score_dtype = raw.dtype
         scores = raw.to(accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
         target = target.expand(lead)
         f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         if self.pn_target is not None:
-            pn_target = self._select(self.pn_target, samples).expand(lead)
+            pn_target = select_rows(self.pn_target, samples).expand(lead)
             other = scores.gather(-1, pn_target.unsqueeze(-1)).squeeze(-1)
         else:
             is_target = torch.zeros_like(scores, dtype=torch.bool).scatter_(
@@ -298,9 +285,9 @@ class CEMLoss:
             hinge = F.softplus(attack + self.K) - self.K
         else:
             hinge = torch.clamp(attack, min=-self.K)
-        loss = self._select(self.c, samples).to(hinge.dtype) * hinge
+        loss = select_rows(self.c, samples).to(hinge.dtype) * hinge
         if self.gamma > 0 and self.AE is not None:
-            reconstruction = self.AE(inputs)
+            reconstruction = check_reconstruction(self.AE(inputs), inputs)
             error = (inputs - reconstruction).reshape(rows, -1).to(loss.dtype).pow(2).sum(dim=1)
             loss = loss + self.gamma * error.reshape(lead)
         prediction = scores.argmax(dim=-1)

@@ -9,7 +9,7 @@ several threads at once.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
@@ -28,10 +28,64 @@ from foxcem.cem.tracking import (
 from foxcem.core.cost import CostWatch
 from foxcem.core.progress import progress_bar
 
+
+class CountedModel:
+    """The model of a run, counting its calls (``meta_data["model_calls"]``): every evaluation
+    is counted where it happens, whichever loss or gradient source makes it."""
+
+    def __init__(self, model: Callable[..., Any]) -> None:
+        self.model = model
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["model"], name)
+
+
+def check_gradient(grad: object, rows: torch.Tensor, source: Any) -> torch.Tensor:
+    """A gradient source's answer: a tensor shaped like the δ rows it was given."""
+    if not isinstance(grad, torch.Tensor) or grad.shape != rows.shape:
+        got = f"shape {tuple(grad.shape)}" if isinstance(grad, torch.Tensor) else repr(grad)
+        raise ValueError(
+            f"the gradient source {type(source).__name__} must return a tensor shaped like δ, "
+            f"{tuple(rows.shape)}, got {got}"
+        )
+    if not grad.is_floating_point():
+        raise ValueError(
+            f"the gradient source {type(source).__name__} must return a floating tensor, got "
+            f"{grad.dtype}"
+        )
+    return grad
+
+
+def check_callback_answer(answer: object) -> bool:
+    """A callback's answer: ``None`` or ``False`` (go on), ``True`` (stop)."""
+    if answer is None:
+        return False
+    if isinstance(answer, bool):
+        return answer
+    what = (
+        f"a tensor of shape {tuple(answer.shape)}"
+        if isinstance(answer, torch.Tensor)
+        else type(answer).__name__
+    )
+    raise TypeError(f"`callback` must return None, True (stop) or False, got {what}")
+
+
 if TYPE_CHECKING:  # pragma: no cover
     from foxcem.cem.generator import ExplanationGenerator
 
-__all__ = ["OptimisationRun", "cheaper_options", "describe"]
+__all__ = [
+    "CountedModel",
+    "OptimisationRun",
+    "check_callback_answer",
+    "check_gradient",
+    "cheaper_options",
+    "describe",
+]
 
 #: Readable names of the built-in gradient sources.
 _SOURCES = {"AutogradGradient": "autograd", "URVGradientEstimator": "URV"}
@@ -71,15 +125,19 @@ class OptimisationRun:
     """
 
     def __init__(
-        self, settings: ExplanationGenerator, loss: Any, gradient: Any, delta0: torch.Tensor
+        self,
+        settings: ExplanationGenerator,
+        loss: Any,
+        gradient: Any,
+        delta0: torch.Tensor,
+        model: CountedModel,
     ) -> None:
         self.settings = settings
+        self.model = model
         self.loss, self.gradient = loss, gradient
         self.delta0 = delta0
         self.feasible = getattr(loss, "feasible", None)
         self.rounds = settings.c_steps if hasattr(loss, "set_c") else 1
-        #: model calls so far.
-        self.calls = 0
         #: optimizer steps so far, over all rounds.
         self.done = 0
         self.iterations = torch.zeros(delta0.shape[0], dtype=torch.long, device=delta0.device)
@@ -100,7 +158,8 @@ class OptimisationRun:
     # ------------------------------------------------------------------------------ rounds
     def search(self) -> tuple[RoundState, Optional[BestIterate], torch.Tensor]:
         """Run every round of the c search; returns the last round's state, the best feasible
-        iterates and the (N,) samples that met a NaN/inf gradient."""
+        iterates (tracked whenever the loss can judge feasibility: the search needs them even
+        without ``keep_best``) and the (N,) samples that met a NaN/inf gradient."""
         settings, loss = self.settings, self.loss
         search = CSearch(loss.c) if self.rounds > 1 else None
         best: Optional[BestIterate] = None
@@ -117,7 +176,8 @@ class OptimisationRun:
                     settings.optimizer, settings.optimizer_kwargs, param, loss
                 )
                 state = RoundState(param, optimizer)
-                if best is None and settings.keep_best and self.feasible is not None:
+                tracks = settings.keep_best or self.rounds > 1
+                if best is None and tracks and self.feasible is not None:
                     best = BestIterate(self.delta0, *regulariser_weights(state.opt))
                 if best is not None:
                     best.new_round()
@@ -132,7 +192,6 @@ class OptimisationRun:
 
     def evaluate(self, delta: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
         """The loss at rows of δ through the gradient source's loss (one model call)."""
-        self.calls += 1
         with torch.no_grad():
             rows = delta if index is None else delta[index]
             return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
@@ -151,8 +210,7 @@ class OptimisationRun:
             if not last:
                 rows = state.param if index is None else state.param[index]
                 kwargs = {} if index is None else {"samples": index}
-                grad_rows = gradient(rows.detach(), **kwargs)
-                self.calls += int(getattr(gradient, "last_num_calls", 1))
+                grad_rows = check_gradient(gradient(rows.detach(), **kwargs), rows, gradient)
                 seen = as_evaluation(getattr(gradient, "last_evaluation", None))
             else:
                 seen = None
@@ -209,7 +267,7 @@ class OptimisationRun:
         stop = False
         if settings.callback is not None:
             info = {"delta": current, **record, "active": state.active}
-            stop = bool(settings.callback(self.done, info))
+            stop = check_callback_answer(settings.callback(self.done, info))
         if settings.verbose_every and self.done % settings.verbose_every == 0:
             print(f"CEM iter {self.done}/{settings.num_iter}: {History.summary(record)}")
         return stop
@@ -237,22 +295,25 @@ class OptimisationRun:
         """The savepoints (the result last) and the meta data of the run."""
         result = state.output()
         meta: dict[str, Any] = dict(meta_data or {})
-        if best is not None:
-            found = best.found & ~invalid
-            mask = found.reshape((-1,) + (1,) * (result.dim() - 1))
+        if best is not None and self.settings.keep_best:
+            keep = best.found & ~invalid
+            mask = keep.reshape((-1,) + (1,) * (result.dim() - 1))
             result = torch.where(mask, best.delta.to(result.dtype), result)
-            meta["found"] = meta["best_found"] = found
-            warn_missing(found)
         self.savepoints.pop(str(self.done), None)
         self.savepoints[str(self.done)] = self.in_input_space(result)
         if getattr(self.loss, "segments", None) is not None:
             meta["segment_values"] = result.clone()
         final = self.evaluate(result, None)
         meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
+        if self.feasible is not None:
+            # Judged on the returned δ with the model, whatever the options.
+            found = self.feasible(final) & ~invalid
+            meta["found"] = meta["best_found"] = found
+            warn_missing(found)
         self.history.to_meta(meta)
         meta["iterations"] = self.iterations
         meta["num_iter"] = self.done
-        meta["model_calls"] = self.calls
+        meta["model_calls"] = self.model.calls
         meta["invalid"] = invalid
         if isinstance(getattr(self.loss, "c", None), torch.Tensor):
             meta["c"] = self.loss.c.clone()

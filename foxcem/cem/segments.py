@@ -8,9 +8,11 @@ black-box CEM is run over segments (superpixels) instead of pixels: with a 28×2
   range, and away from the no-information value);
 * PP: the fraction in [0, 1] of the segment that is kept: the model sees ``v + θ·(x − v)``.
 
-Segmentations: an integer label map per image (N, H, W) with labels 0 … S−1, ``"grid:K"`` (K×K
-equal blocks) or ``"slic:K"`` (about K SLIC superpixels, computed by scikit-image: the ``slic``
-extra).
+Segmentations: an integer label map per image (N, H, W) (or one (H, W) map for every image),
+``"grid:K"`` (K×K equal blocks) or ``"slic:K"`` (about K SLIC superpixels, computed by
+scikit-image: the ``slic`` extra). The labels of each image are renumbered densely, in their
+order: labels {0, 5} become segments {0, 1}, so gaps and large label values cost nothing (the
+work depends on the number of distinct labels only).
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from typing import Optional, Union
 
 import torch
 
+from foxcem.cem.evaluation import SampleIndex, select_rows
+
 __all__ = [
+    "SegmentSpace",
     "Segments",
+    "dense_labels",
     "SegmentsLike",
     "grid_labels",
     "resolve_segments",
@@ -53,6 +59,15 @@ def slic_labels(images: torch.Tensor, k: int, channel_dim: int) -> torch.Tensor:
         for p in pictures
     ]
     return torch.stack(labels).to(images.device)
+
+
+def dense_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Each image's labels (N, H, W) renumbered 0 … S_i−1 in their order (int64)."""
+    out = torch.empty(labels.shape, dtype=torch.long, device=labels.device)
+    for index, image in enumerate(labels):
+        _, inverse = torch.unique(image, return_inverse=True)
+        out[index] = inverse.reshape(image.shape)
+    return out
 
 
 class Segments:
@@ -106,9 +121,11 @@ class Segments:
 def resolve_segments(spec: SegmentsLike, x: torch.Tensor, channel_dim: int) -> Optional[Segments]:
     """A :class:`Segments` for ``x`` from a label map (N, H, W), ``"grid:K"`` or ``"slic:K"``.
 
+    Label maps are renumbered densely per image (:func:`dense_labels`).
+
     Raises:
         ValueError: an input that is not an image batch, a malformed recipe, labels of the wrong
-            shape or not covering 0 … S−1 without gaps in their range.
+            shape or negative labels.
         TypeError: a ``segments`` of another type.
     """
     if spec is None:
@@ -127,7 +144,7 @@ def resolve_segments(spec: SegmentsLike, x: torch.Tensor, channel_dim: int) -> O
                 raise ValueError(f"`segments` grid:{k} is finer than the {height}x{width} image")
             labels = grid_labels(height, width, k, x.device).expand(x.shape[0], -1, -1)
         else:
-            labels = slic_labels(x, k, channel_dim)
+            labels = dense_labels(slic_labels(x, k, channel_dim))
         return Segments(labels, channel_dim)
     if not isinstance(spec, torch.Tensor):
         raise TypeError(
@@ -145,7 +162,7 @@ def resolve_segments(spec: SegmentsLike, x: torch.Tensor, channel_dim: int) -> O
         )
     if int(spec.min()) < 0:
         raise ValueError("`segments` labels must be >= 0")
-    return Segments(spec.to(x.device), channel_dim)
+    return Segments(dense_labels(spec.to(x.device)), channel_dim)
 
 
 def segment_bounds(
@@ -157,3 +174,48 @@ def segment_bounds(
         low = torch.zeros_like(segments.extreme(pixel_lower, largest=False))
         return low, torch.ones_like(low)
     return segments.extreme(pixel_lower, largest=False), segments.extreme(pixel_upper, largest=True)
+
+
+class SegmentSpace:
+    """δ as one value per segment and channel for ``mode``: its bounds, and δ in input space.
+
+    Args:
+        mode: ``"PP"`` or ``"PN"``.
+        segments: the segmentation of the batch ``x``.
+        x: the inputs (N, …); ``base``: what the model sees for δ = 0 (v for PP, x for PN).
+        pixel_lower, pixel_upper: the box of the perturbation in input space (N, …).
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        segments: Segments,
+        x: torch.Tensor,
+        base: torch.Tensor,
+        pixel_lower: torch.Tensor,
+        pixel_upper: torch.Tensor,
+    ) -> None:
+        self.mode, self.segments = mode, segments
+        self.kept = x - base  # PP: the segment value is the fraction of x − v kept
+        self.pixel_lower, self.pixel_upper = pixel_lower, pixel_upper
+        self.lower, self.upper = segment_bounds(mode, segments, pixel_lower, pixel_upper)
+        # Where every pixel of a segment has the same box, clipping the segment value already
+        # clips its pixels: the per-pixel clip is skipped.
+        self.clip = mode == "PN" and not (
+            torch.equal(segments.expand(self.lower, None), pixel_lower)
+            and torch.equal(segments.expand(self.upper, None), pixel_upper)
+        )
+
+    def to_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
+        """Segment values (*L, n, C, S) as a perturbation of the input's shape (PP: the kept
+        fraction of x − v; PN: each pixel clipped to its box)."""
+        n = self.kept.shape[0]
+        index = None if samples is None else torch.arange(n, device=self.kept.device)[samples]
+        pixels = self.segments.expand(delta, index)
+        if self.mode == "PP":
+            return pixels * select_rows(self.kept, samples)
+        if not self.clip:
+            return pixels
+        low = select_rows(self.pixel_lower, samples)
+        high = select_rows(self.pixel_upper, samples)
+        return torch.minimum(torch.maximum(pixels, low), high)

@@ -101,7 +101,7 @@ class URVGradientEstimator(GradientSource):
         if batch_size not in (None, "auto"):
             batch_size = check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
-        if two_sided not in (True, False, "auto"):
+        if not isinstance(two_sided, bool) and two_sided != "auto":
             raise ValueError(f"`two_sided` must be True, False or 'auto', got {two_sided!r}")
         self.two_sided = two_sided
         if generator is not None and not isinstance(generator, torch.Generator):

@@ -54,7 +54,16 @@ def parse_size(text: Optional[str], name: str = "--size") -> Optional[tuple[int,
     return values[0], values[1]
 
 
+#: Command-line spellings of True, False and None (any case), besides Python's.
+_WORDS = {"true": True, "false": False, "none": None}
+
+
 def parse_literal(text: str) -> Any:
+    """A value of ``--option KEY=VALUE``: a Python literal (``3``, ``0.5``, ``(1, 2)``, ``True``),
+    ``true``/``false``/``none`` in any case, else the text itself — which a boolean option
+    refuses (``"no"`` is never read as true: the library's one strict bool check)."""
+    if text.lower() in _WORDS:
+        return _WORDS[text.lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+import numpy as np
 import torch
 
-__all__ = ["auto_batch_size", "check_batch_size", "is_out_of_memory"]
+__all__ = ["auto_batch_size", "check_batch_size", "is_out_of_memory", "run_in_fixed_batches"]
 
 
 def auto_batch_size(
@@ -40,3 +43,27 @@ def check_batch_size(value: object, name: str) -> object:
     if value < 1:
         raise ValueError(f"`{name}` must be a positive int, 'auto' or None, got {value}")
     return value
+
+
+def run_in_fixed_batches(call: Callable[[Any], Any], x: Any, size: int) -> Any:
+    """``call`` on ``x`` (N, …; a tensor or a NumPy array) for a model that takes exactly
+    ``size`` rows at a time (an ONNX model or an exported program with a fixed batch): chunks
+    of ``size`` rows, the last one padded with copies of its last row whose outputs are dropped,
+    and the outputs (tensors or arrays, rows first) concatenated."""
+    if x.shape[0] == size:
+        return call(x)
+    outputs = []
+    for start in range(0, x.shape[0], size):
+        chunk = x[start : start + size]
+        rows = chunk.shape[0]
+        if rows < size:
+            pad = [chunk[-1:]] * (size - rows)
+            chunk = (
+                torch.cat([chunk, *pad])
+                if isinstance(chunk, torch.Tensor)
+                else (np.concatenate([chunk, *pad]))
+            )
+        outputs.append(call(chunk)[:rows])
+    if isinstance(outputs[0], torch.Tensor):
+        return torch.cat(outputs)
+    return np.concatenate([np.asarray(o) for o in outputs])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,9 +19,10 @@ TargetLike = Union[int, torch.Tensor, Sequence[int], None]
 
 
 def check_tensor(
-    value: object, name: str = "input_data", ndim: Optional[int] = None
+    value: object, name: str = "input_data", ndim: Optional[int] = None, finite: bool = True
 ) -> torch.Tensor:
-    """Check that ``value`` is a non-empty floating-point tensor with ``ndim`` dimensions."""
+    """Check that ``value`` is a non-empty floating-point tensor with ``ndim`` dimensions and
+    (with ``finite``) no NaN or inf."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
@@ -32,6 +34,10 @@ def check_tensor(
         )
     if value.dim() == 0 or value.shape[0] == 0 or value.numel() == 0:
         raise ValueError(f"`{name}` must hold at least one sample, got shape {tuple(value.shape)}")
+    if finite and value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+        bad = (~torch.isfinite(value)).reshape(value.shape[0], -1).any(dim=1).nonzero()
+        rows = ", ".join(str(int(i)) for i in bad[:5, 0])
+        raise ValueError(f"`{name}` must be finite; NaN or inf in sample(s) {rows}")
     return value
 
 
@@ -64,18 +70,80 @@ def check_same_device(model: nn.Module, input_data: torch.Tensor, name: str = "i
         )
 
 
-def check_scores(scores: object, num_samples: int, name: str = "model output") -> torch.Tensor:
-    """Check that a model returned class scores of shape (N, classes)."""
-    if not isinstance(scores, torch.Tensor):
-        raise ValueError(
-            f"the {name} must be a tensor of class scores (N, classes), got {type(scores).__name__}"
+def _describe_answer(answer: object) -> str:
+    """What a model returned, in a few words (for an error message)."""
+    if answer is None:
+        return "None"
+    if isinstance(answer, Mapping):
+        keys = ", ".join(repr(k) for k in list(answer)[:5])
+        return f"a dict (keys {keys})"
+    if isinstance(answer, (torch.Tensor, np.ndarray)):
+        return f"a {type(answer).__name__} of shape {tuple(answer.shape)} and dtype {answer.dtype}"
+    if isinstance(answer, (list, tuple)):
+        return f"a {type(answer).__name__} of {len(answer)} items"
+    return f"a {type(answer).__name__}"
+
+
+def check_scores(
+    scores: object,
+    num_samples: int,
+    name: str = "model output",
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """The one check of a model's answer: class scores of shape (N, classes).
+
+    A tensor is returned as it is (its autograd graph kept); a NumPy array, a nested list of
+    numbers or a list of N row tensors becomes a floating tensor on ``device``. Integer or boolean
+    scores (e.g. per-class pixel counts) become float32.
+
+    Raises:
+        ValueError: saying what came back (None, a dict, strings, a ragged list, class labels,
+            another shape) and what is expected.
+    """
+    expected = f"class scores of shape (N, classes) = ({num_samples}, classes)"
+    answer = scores
+    if (
+        isinstance(answer, (list, tuple))
+        and answer
+        and all(isinstance(row, torch.Tensor) for row in answer)
+    ):
+        shapes = {tuple(row.shape) for row in answer}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"the {name} must be {expected}, got a list of row tensors of different shapes "
+                f"{sorted(shapes)[:3]}"
+            )
+        answer = torch.stack(list(answer))
+    elif isinstance(answer, (list, tuple, np.ndarray)) and not isinstance(answer, torch.Tensor):
+        try:
+            array = np.asarray(answer)
+        except ValueError:
+            array = None  # ragged
+        if array is None or array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"the {name} must be {expected} (a tensor or an array of numbers), got "
+                f"{_describe_answer(scores)} that is not a rectangular array of numbers"
+            )
+        answer = torch.from_numpy(np.ascontiguousarray(array))
+    if not isinstance(answer, torch.Tensor):
+        hint = (
+            "; pass a quantizer= that maps it to class scores"
+            if isinstance(answer, Mapping)
+            else ""
         )
-    if scores.dim() != 2 or scores.shape[0] != num_samples:
-        raise ValueError(
-            f"the {name} must be class scores of shape (N, classes) = ({num_samples}, classes), "
-            f"got shape {tuple(scores.shape)}"
+        raise ValueError(f"the {name} must be {expected}, got {_describe_answer(scores)}{hint}")
+    if answer.is_complex():
+        raise ValueError(f"the {name} must be real {expected}, got dtype {answer.dtype}")
+    if not answer.is_floating_point():
+        answer = answer.to(torch.float32)
+    if answer.dim() != 2 or answer.shape[0] != num_samples:
+        labels = (
+            " (class labels? give scores: logits or probabilities)" if answer.dim() == 1 else ""
         )
-    return scores
+        raise ValueError(f"the {name} must be {expected}, got shape {tuple(answer.shape)}{labels}")
+    if device is not None and answer.device != device:
+        answer = answer.to(device)
+    return answer
 
 
 def check_target(
@@ -99,6 +167,8 @@ def check_target(
     elif isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"`{name}` must be an integer tensor, got dtype {target.dtype}")
+        if target.device.type == "meta":
+            raise ValueError(f"`{name}` is on the meta device (it holds no values)")
         if target.dim() > 1:
             raise ValueError(
                 f"`{name}` must be a 0-D or 1-D tensor, got shape {tuple(target.shape)}"
@@ -106,14 +176,28 @@ def check_target(
         values = target.reshape(-1).long()
         if target.dim() == 0:
             values = values.expand(num_samples)
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+    elif isinstance(target, np.ndarray) and target.dtype.kind in "iu":
+        values = torch.from_numpy(target.reshape(-1).astype(np.int64))
+        if target.ndim == 0:
+            values = values.expand(num_samples)
+        elif target.ndim > 1:
+            raise ValueError(f"`{name}` must be 0-D or 1-D, got shape {target.shape}")
+    elif isinstance(target, np.integer):
+        values = torch.full((num_samples,), int(target), dtype=torch.long)
+    elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
+        if not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in target
+        ):
             raise TypeError(f"`{name}` given as a sequence must hold ints only")
-        values = torch.tensor(list(target), dtype=torch.long)
+        values = torch.tensor([int(v) for v in target], dtype=torch.long)
     else:
+        what = (
+            f"{type(target).__name__} of dtype {target.dtype}"
+            if isinstance(target, np.ndarray)
+            else type(target).__name__
+        )
         raise TypeError(
-            f"`{name}` must be an int, a 0-D/1-D integer tensor or a sequence of ints, "
-            f"got {type(target).__name__}"
+            f"`{name}` must be an int, a 0-D/1-D integer tensor or a sequence of ints, got {what}"
         )
     if values.numel() != num_samples:
         raise ValueError(
@@ -150,9 +234,15 @@ def check_optional_positive_int(value: object, name: str) -> Optional[int]:
 
 
 def check_bool(value: object, name: str) -> bool:
-    """Check that ``value`` is a ``bool``."""
+    """The one strict check of a boolean option: ``True`` or ``False`` (NumPy's and a 0-D bool
+    tensor's too); a string such as ``"False"``, a number or ``None`` is a ``TypeError``, never
+    read as true."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.dim() == 0:
+        return bool(value)
     if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__}")
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
     return value
 
 

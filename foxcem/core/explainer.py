@@ -75,7 +75,7 @@ def predict_scores(
     arguments, as Captum passes them), checked, without autograd."""
     with torch.no_grad():
         scores = model(input_data, *forward_args(additional_forward_args))
-    return check_scores(scores, input_data.shape[0])
+    return check_scores(scores, input_data.shape[0], device=input_data.device)
 
 
 def model_dtype(model: Any) -> Optional[torch.dtype]:
@@ -202,7 +202,9 @@ class Explainer(ABC):
             check_same_device(model, input_data)
         extra = kwargs.get("additional_forward_args")
         # The parameters stay frozen throughout: their .grad need no copy, only a version check.
-        guard = preserve_model_state(model, inputs=input_data, copy_grads=False)
+        guard = preserve_model_state(
+            model, inputs=input_data, copy_grads=False, exclusive=self.hooks_modules
+        )
         with gradients_enabled(), guard:
             # Lightning hands us inference tensors; autograd needs ordinary ones.
             inputs = input_data.clone() if input_data.is_inference() else input_data.detach()

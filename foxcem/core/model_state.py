@@ -9,18 +9,25 @@ explanation raises:
   object itself (some attribution rules swap parameters),
 * every buffer's values (BatchNorm running statistics, ``num_batches_tracked``),
 * the hooks registered on every submodule and attributes added to its ``__dict__``,
-* the global RNG state of the CPU and of the input's CUDA device (``torch.random.fork_rng``), so
-  an explanation never shifts the training's random stream.
+* the global RNG states of the CPU, of the input's CUDA device and of NumPy, so an explanation
+  never shifts the training's random stream.
+
+Calls that overlap on one model — from other threads, or nested — share one guard: the model is
+restored when the last of them ends (:func:`preserve_model_state`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Optional
 
 import torch
 from torch import nn
+
+from foxcem.core.seeding import preserved_global_rng
 
 __all__ = ["preserve_model_state", "gradients_enabled"]
 
@@ -114,14 +121,68 @@ def _cuda_devices(tensors: tuple[Optional[torch.Tensor], ...]) -> list[int]:
     )
 
 
+class _Shared:
+    """The guard of one model while any call uses it: the snapshot and how many calls hold it."""
+
+    def __init__(self, snapshot: _ModuleSnapshot) -> None:
+        self.snapshot = snapshot
+        self.count = 0
+
+
+#: model -> its shared guard while at least one call is inside ``preserve_model_state``.
+_ACTIVE: weakref.WeakKeyDictionary[nn.Module, _Shared] = weakref.WeakKeyDictionary()
+#: model -> the lock that calls hooking its modules hold (one at a time per model).
+_EXCLUSIVE: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _exclusive_lock(model: nn.Module) -> threading.RLock:
+    with _LOCK:
+        lock = _EXCLUSIVE.get(model)
+        if lock is None:
+            lock = _EXCLUSIVE[model] = threading.RLock()
+        return lock
+
+
+@contextlib.contextmanager
+def _shared_snapshot(model: nn.Module, frozen: bool, freeze_parameters: bool) -> Iterator[None]:
+    """Enter the model's shared guard: the first call in takes the snapshot and switches the
+    model to eval mode (parameters frozen), the last call out restores it."""
+    with _LOCK:
+        shared = _ACTIVE.get(model)
+        if shared is None:
+            shared = _ACTIVE[model] = _Shared(_ModuleSnapshot(model, frozen))
+            model.eval()
+            if freeze_parameters:
+                for param in shared.snapshot.params:
+                    param.requires_grad_(False)
+        shared.count += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            shared.count -= 1
+            last = shared.count == 0
+            if last:
+                del _ACTIVE[model]
+                shared.snapshot.restore()
+
+
 @contextlib.contextmanager
 def preserve_model_state(
     model: object,
     inputs: Optional[torch.Tensor] = None,
     freeze_parameters: bool = True,
     copy_grads: bool = True,
+    exclusive: bool = False,
 ) -> Iterator[None]:
     """Run a block with ``model`` in eval mode and restore all of its state afterwards.
+
+    Safe under concurrency and nesting: calls that overlap on one model (other threads, or a
+    guard inside a guard) share one snapshot — the first call in takes it and switches the model
+    to eval mode, the last call out restores it — so no call restores the model while another
+    still runs it, and the model ends exactly as it started. The global RNG states are kept the
+    same way (:func:`~foxcem.core.seeding.preserved_global_rng`).
 
     Args:
         model: the model to protect; a callable that is not an ``nn.Module`` is left alone except
@@ -133,24 +194,24 @@ def preserve_model_state(
             parameters, for code that never unfreezes them, as foxcem's explainers) keeps only
             their identity and version counters — no memory for a second set of gradients —
             and raises ``RuntimeError`` if one was written in place anyway.
+        exclusive: hold the model's own lock for the block, so that no other exclusive call
+            runs it meanwhile (methods that register hooks on the model's modules: another
+            thread's forward pass would run them).
     """
     frozen = freeze_parameters and not copy_grads
-    snapshot = _ModuleSnapshot(model, frozen) if isinstance(model, nn.Module) else None
     input_flag = inputs.requires_grad if inputs is not None else None
     devices = _cuda_devices((inputs,))
-    try:
-        with torch.random.fork_rng(devices=devices, enabled=True):
-            if snapshot is not None:
-                model.eval()  # type: ignore[union-attr]
-                if freeze_parameters:
-                    for param in snapshot.params:
-                        param.requires_grad_(False)
+    with contextlib.ExitStack() as stack:
+        if isinstance(model, nn.Module):
+            if exclusive:
+                stack.enter_context(_exclusive_lock(model))
+            stack.enter_context(_shared_snapshot(model, frozen, freeze_parameters))
+        stack.enter_context(preserved_global_rng(devices))
+        try:
             yield
-    finally:
-        if snapshot is not None:
-            snapshot.restore()
-        if inputs is not None and input_flag is not None and inputs.is_leaf:
-            inputs.requires_grad_(input_flag)
+        finally:
+            if inputs is not None and input_flag is not None and inputs.is_leaf:
+                inputs.requires_grad_(input_flag)
 
 
 @contextlib.contextmanager

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import math
 import secrets
-from collections.abc import Iterator
-from typing import Optional
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 __all__ = [
+    "MAX_SEED",
     "check_seed",
     "counter_keys",
     "counter_normal",
@@ -26,17 +28,23 @@ __all__ = [
     "isolated_rng",
     "make_generator",
     "mix_key",
+    "preserved_global_rng",
 ]
 
 
+#: Seeds are below this bound (what a ``torch.Generator`` takes, with room for derived seeds).
+MAX_SEED = 2**62
+
+
 def check_seed(seed: object, name: str = "seed") -> Optional[int]:
-    """Check that ``seed`` is ``None`` or a non-negative ``int``."""
+    """Check that ``seed`` is ``None`` or an ``int`` in [0, 2**62)."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`{name}` must be an int or None, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"`{name}` must be non-negative, got {seed}")
+    seed = int(seed)
+    if not 0 <= seed < MAX_SEED:
+        raise ValueError(f"`{name}` must be in [0, 2**62), got {seed}")
     return seed
 
 
@@ -44,6 +52,53 @@ def make_generator(seed: Optional[int], device: torch.device) -> torch.Generator
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: a fresh seed, so
     that ``None`` means new randomness on every call)."""
     return torch.Generator(device=device).manual_seed(fresh_seed() if seed is None else seed)
+
+
+_RNG_LOCK = threading.RLock()
+#: Serialises blocks that seed the global generators: two at once would draw from one stream.
+_SEEDED = threading.RLock()
+
+
+class _SavedStreams:
+    """The global RNG states while at least one call preserves them."""
+
+    depth = 0
+    cpu: Optional[torch.Tensor] = None
+    numpy: Any = None
+    cuda: dict[int, torch.Tensor] = {}
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@contextlib.contextmanager
+def preserved_global_rng(cuda_devices: Sequence[int] = ()) -> Iterator[None]:
+    """Restore the global RNG states — the CPU's, NumPy's and those of ``cuda_devices`` — after
+    a block.
+
+    Re-entrant and safe under concurrency: overlapping blocks (other threads, or nested) share
+    one saved state, taken by the first block in and restored by the last block out, so the
+    caller's random stream ends exactly where it was, whatever order the blocks end in.
+    """
+    with _RNG_LOCK:
+        if _SavedStreams.depth == 0:
+            _SavedStreams.cpu = torch.get_rng_state()
+            _SavedStreams.numpy = np.random.get_state()
+            _SavedStreams.cuda = {}
+        for index in cuda_devices:
+            _SavedStreams.cuda.setdefault(index, torch.cuda.get_rng_state(index))
+        _SavedStreams.depth += 1
+    try:
+        yield
+    finally:
+        with _RNG_LOCK:
+            _SavedStreams.depth -= 1
+            if _SavedStreams.depth == 0:
+                torch.set_rng_state(_SavedStreams.cpu)
+                np.random.set_state(_SavedStreams.numpy)
+                for index, state in _SavedStreams.cuda.items():
+                    torch.cuda.set_rng_state(state, index)
 
 
 @contextlib.contextmanager
@@ -56,26 +111,18 @@ def isolated_rng(seed: Optional[int], device: torch.device) -> Iterator[None]:
     CUDA device's and NumPy's — are seeded for the block with ``seed``, or with a fresh seed from
     the operating system when it is ``None`` (drawing from the global stream itself would repeat
     on every call, since the stream is restored). Either way their states are restored
-    afterwards, so an explanation never advances the caller's random stream.
+    afterwards, so an explanation never advances the caller's random stream. Seeded blocks run
+    one at a time (a second thread waits): two at once would draw from one stream, and neither
+    would give its sequential result.
     """
-    np_state = np.random.get_state()
-    cpu_state = torch.get_rng_state()
-    cuda_index = None
-    if device.type == "cuda":
-        cuda_index = device.index if device.index is not None else torch.cuda.current_device()
-        cuda_state = torch.cuda.get_rng_state(cuda_index)
+    cuda = [_cuda_index(device)] if device.type == "cuda" else []
     seed = fresh_seed() if seed is None else seed
-    try:
+    with _SEEDED, preserved_global_rng(cuda):
         np.random.seed(seed % 2**32)
         torch.default_generator.manual_seed(seed)
-        if cuda_index is not None:
-            torch.cuda.default_generators[cuda_index].manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield
-    finally:
-        np.random.set_state(np_state)
-        torch.set_rng_state(cpu_state)
-        if cuda_index is not None:
-            torch.cuda.set_rng_state(cuda_state, cuda_index)
 
 
 def fresh_seed() -> int:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 
+from foxcem.core.batching import run_in_fixed_batches
 from foxcem.core.inference import InferenceWrapper
 
 __all__ = [
@@ -129,17 +130,11 @@ class ExportedModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         """Call the exported module (in chunks of its fixed batch size, when it has one)."""
-        size = self.static_batch
-        if size is None or x.shape[0] == size:
+        if self.static_batch is None:
             return self.module(x, *args, **kwargs)
-        outputs = []
-        for start in range(0, x.shape[0], size):
-            chunk = x[start : start + size]
-            rows = chunk.shape[0]
-            if rows < size:  # pad with copies of the last row, then drop their outputs
-                chunk = torch.cat([chunk, chunk[-1:].expand(size - rows, *chunk.shape[1:])])
-            outputs.append(self.module(chunk, *args, **kwargs)[:rows])
-        return torch.cat(outputs)
+        return run_in_fixed_batches(
+            lambda chunk: self.module(chunk, *args, **kwargs), x, self.static_batch
+        )
 
     def train(self, mode: bool = True) -> ExportedModule:
         """No-op: the exported program's mode is fixed."""

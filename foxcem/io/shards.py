@@ -31,7 +31,10 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from foxcem.io.config import config_digest, json_safe
+
 __all__ = [
+    "DamagedFileError",
     "ShardInfo",
     "MANIFEST_NAME",
     "load_attributions",
@@ -47,6 +50,8 @@ FORMAT_VERSION = 1
 SHARD_PREFIX = "shard-"
 SHARD_SUFFIXES = {"safetensors": ".safetensors", "torch": ".pt"}
 TMP_SUFFIX = ".tmp"
+#: What an unreadable shard is renamed to by a resumed run.
+DAMAGED_SUFFIX = ".damaged"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -94,11 +99,41 @@ def save_shard(
     _atomic_write(path, data)
 
 
+class DamagedFileError(ValueError):
+    """A shard or manifest that cannot be read; the message names the file and the remedy."""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0][:200] if lines else type(exc).__name__) or type(exc).__name__
+
+
 def load_shard(
     path: PathLike, keys: Optional[Iterable[str]] = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (all, or only ``keys``) and the metadata of one shard."""
+    """The tensors (all, or only ``keys``) and the metadata of one shard.
+
+    Raises:
+        DamagedFileError: the file is truncated, garbage or not a shard; the message names it
+            and says how to recover.
+    """
     path = Path(path)
+    try:
+        tensors, metadata = _read_shard(path, keys)
+        if not isinstance(tensors.get("indices", torch.empty(0)), torch.Tensor):
+            raise ValueError("no index tensor")
+        return tensors, metadata
+    except Exception as exc:
+        raise DamagedFileError(
+            f"attribution shard {path} is damaged ({_first_line(exc)}): delete it and run "
+            "explain_dataset again on the same output directory (resume, the default), which "
+            "recomputes only its samples"
+        ) from None
+
+
+def _read_shard(
+    path: Path, keys: Optional[Iterable[str]]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     wanted = None if keys is None else set(keys)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
@@ -131,19 +166,25 @@ def _shard_files(output_dir: Path) -> list[Path]:
     )
 
 
-def scan_shards(output_dir: PathLike) -> list[ShardInfo]:
+def scan_shards(output_dir: PathLike, set_aside: bool = False) -> list[ShardInfo]:
     """Every readable shard in ``output_dir`` (temporary files are ignored), sorted by name.
 
     A file that cannot be read as a shard (it cannot come from this package's atomic writes, but
-    a copy may be damaged) is skipped with a warning; its samples count as not done.
+    a copy may be damaged) is skipped with a warning naming it; its samples count as not done.
+    With ``set_aside`` (a resumed run) it is also renamed to ``<name>.damaged``, so that the
+    recomputed samples replace it and the finished directory loads.
     """
     shards = []
     for path in _shard_files(Path(output_dir)):
         try:
             tensors, metadata = load_shard(path, keys=("indices",))
             indices = tensors["indices"]
-        except Exception as exc:  # a damaged file: recompute its samples
-            warnings.warn(f"ignoring unreadable shard {path.name}: {exc}", stacklevel=2)
+        except DamagedFileError as exc:  # recompute its samples
+            note = ""
+            if set_aside:
+                path.replace(path.with_name(path.name + DAMAGED_SUFFIX))
+                note = f"; renamed to {path.name}{DAMAGED_SUFFIX}, its samples are recomputed"
+            warnings.warn(f"ignoring unreadable shard {path.name}: {exc}{note}", stacklevel=2)
             continue
         shards.append(ShardInfo(path, indices.long(), metadata))
     return shards
@@ -157,29 +198,6 @@ def stray_temporary_files(output_dir: PathLike) -> list[Path]:
     return sorted(
         p for p in output_dir.iterdir() if p.name.startswith(".") and p.name.endswith(TMP_SUFFIX)
     )
-
-
-def json_safe(value: Any) -> Any:
-    """A JSON-serialisable description of an option value (tensors by shape, dtype and digest)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, torch.Tensor):
-        data = value.detach().cpu().contiguous()
-        digest = hashlib.sha1(data.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-        return {"tensor": list(data.shape), "dtype": str(data.dtype), "sha1": digest}
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, torch.nn.Module):
-        return {"module": type(value).__name__}
-    return repr(value)
-
-
-def config_digest(config: Mapping[str, Any]) -> str:
-    """A short digest of an explanation configuration (JSON-safe mapping)."""
-    text = json.dumps(json_safe(config), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def build_manifest(
@@ -250,11 +268,22 @@ def read_manifest(output_dir: PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: if the run has not finished (no manifest yet).
+        DamagedFileError: the manifest cannot be read (the message says how to recover).
     """
     path = Path(output_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no {MANIFEST_NAME} in {output_dir} (has the run finished?)")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} manifest")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(
+            f"{path} is damaged ({_first_line(exc)}): run explain_dataset again on the same "
+            "output directory (resume, the default); the shards are kept and the manifest "
+            "rewritten"
+        ) from None
+    return manifest
 
 
 def load_attributions(
@@ -279,6 +308,8 @@ def load_attributions(
         FileNotFoundError: no shard in ``output_dir`` (or, with ``require_complete``, no manifest).
         RuntimeError: with ``require_complete``, if samples are missing.
         KeyError: if the shards do not hold ``key``.
+        DamagedFileError: a shard or the manifest cannot be read (the message names the file
+            and says how to recover).
     """
     if require_complete:
         manifest = read_manifest(output_dir)

@@ -10,6 +10,7 @@ import torch
 from foxcem.viz.attr_image import unnormalize
 from foxcem.viz.figures import (
     as_image_batch,
+    check_flags,
     class_name,
     finish_figure,
     infer_range,
@@ -17,6 +18,7 @@ from foxcem.viz.figures import (
     predict_classes,
     require_matplotlib,
     run_device,
+    show_added,
     show_image,
     show_missing,
     show_signed,
@@ -28,9 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["plot_savepoints", "plot_pp_pn"]
 
 
-def _savepoint_tensor(value: Any, index: int) -> torch.Tensor:
-    tensor = torch.as_tensor(value).detach().cpu().float()
+def _savepoint_tensor(key: str, value: Any, index: int) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(value).detach().cpu().float()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"savepoint {key!r} must be a tensor, got {type(value).__name__}") from None
     if tensor.dim() == 4:
+        if not 0 <= index < tensor.shape[0]:
+            raise ValueError(
+                f"`index` {index} is out of range: savepoint {key!r} holds {tensor.shape[0]} "
+                "samples"
+            )
         tensor = tensor[index]
     elif tensor.dim() == 2:
         tensor = tensor.unsqueeze(0)
@@ -58,8 +68,10 @@ def plot_savepoints(
     Args:
         savepoints: iteration (a string) -> δ, as returned by the explanation generator's ``run``;
             each δ is (N, C, H, W) (sample ``index`` is drawn), (C, H, W) or (H, W).
-        image: the explained input (C, H, W) or (N, C, H, W); for ``mode="PN"`` a last panel
-            shows input + final δ, and with ``model`` each title gets the prediction of input + δ.
+        image: the explained input (C, H, W) or (N, C, H, W); for ``mode="PN"`` every panel
+            shows the input in grey with what δ adds in red (removes: blue), a last panel the
+            input + final δ as the model sees it, and with ``model`` each title gets the
+            prediction of input + δ.
         model: maps images to class scores; adds ``pred k`` to the titles (of δ for PP, of
             input+δ for PN).
         mode: ``"PN"`` or ``"PP"``.
@@ -78,11 +90,23 @@ def plot_savepoints(
         raise ValueError(f"`mode` must be 'PN' or 'PP', got {mode!r}")
     if not savepoints:
         raise ValueError("`savepoints` is empty")
-    deltas = {str(k): _savepoint_tensor(v, index) for k, v in savepoints.items()}
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"`index` must be an int, got {type(index).__name__}")
+    deltas = {str(k): _savepoint_tensor(str(k), v, index) for k, v in savepoints.items()}
+    shapes = {tuple(d.shape) for d in deltas.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"the savepoints must all have one shape, got {sorted(shapes)}")
     base = None
     if image is not None:
         base = as_image_batch(image, "image")
+        if base.shape[0] > 1 and not 0 <= index < base.shape[0]:
+            raise ValueError(f"`index` {index} is out of range: `image` holds {base.shape[0]}")
         base = base[index if base.shape[0] > 1 else 0]
+        if tuple(base.shape) != shapes.pop():
+            raise ValueError(
+                f"`image` {tuple(base.shape)} and the savepoints {tuple(deltas[next(iter(deltas))].shape)} "
+                "differ in shape"
+            )
     reference = base if base is not None else next(iter(deltas.values()))
     vrange = infer_range(reference, value_range)
     device = run_device(model)
@@ -94,10 +118,16 @@ def plot_savepoints(
     signed = mode == "PN" and any(float(d.min()) < 0.0 for d in deltas.values())
     bound = max(max(float(d.abs().max()) for d in deltas.values()), 1e-12)
     for ax, (iteration, delta) in zip(axes, deltas.items()):
-        if signed and delta.shape[0] == 1:
+        if show_sum:  # the input in grey, what δ adds in red: the start is the input itself
+            assert base is not None
+            show_added(ax, base, delta, vrange)
+        elif signed and delta.shape[0] == 1:
             show_signed(ax, delta, bound)
         else:
             show_image(ax, delta, vrange)
+        if not show_sum and not bool(delta.any()):
+            ax.text(0.5, 0.5, "δ = 0", ha="center", va="center", color="0.6", fontsize=8,
+                    transform=ax.transAxes)  # fmt: skip
         text = f"Iteration: {iteration}"
         if model is not None:
             probe = delta if mode == "PP" or base is None else base + delta
@@ -108,7 +138,7 @@ def plot_savepoints(
     if show_sum:
         last = list(deltas.values())[-1]
         ax = axes[-1]
-        show_image(ax, base + last, vrange)
+        show_image(ax, base + last, vrange)  # what the model sees
         text = "Orig + Perturbation"
         if model is not None:
             before = predict_classes(model, base.unsqueeze(0), device)
@@ -164,9 +194,11 @@ def plot_pp_pn(
     images = as_image_batch(images, "images")
     if pp is None and pn is None:
         raise ValueError("give `pp`, `pn` or both")
-    pp_t = as_image_batch(pp, "pp") + no_info_value if pp is not None else None
-    pn_t = as_image_batch(pn, "pn") if pn is not None else None
     n = images.shape[0]
+    pp_t = as_image_batch(pp, "pp", count=n) + no_info_value if pp is not None else None
+    pn_t = as_image_batch(pn, "pn", count=n) if pn is not None else None
+    found_pp = check_flags(found_pp, "found_pp", n)
+    found_pn = check_flags(found_pn, "found_pn", n)
     shown = lambda v: unnormalize(v, mean, std)  # noqa: E731
     vrange = infer_range(torch.stack([shown(v) for v in images]), value_range)
     device = run_device(model)
@@ -207,7 +239,8 @@ def plot_pp_pn(
             if missing:
                 show_missing(ax, shown(images[row]), vrange, "no PN found")
             else:
-                show_image(ax, shown(images[row] + pn_t[row]), vrange)
+                shown_x = shown(images[row])
+                show_added(ax, shown_x, shown(images[row] + pn_t[row]) - shown_x, vrange)
                 change = ""
                 if pred_pn is not None and pred_x is not None:
                     change = f" · {name(pred_x[row])}→{name(pred_pn[row])}"

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 
-from foxcem.core.checks import model_device
-from foxcem.viz.images import normalize_attribution
+from foxcem.core.checks import check_scores, model_device
+from foxcem.core.model_state import preserve_model_state
+from foxcem.viz.images import attribution_scale
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -19,6 +20,8 @@ __all__ = [
     "add_colorbar",
     "TensorOrMap",
     "as_image_batch",
+    "check_flags",
+    "show_added",
     "as_named",
     "class_name",
     "finish_figure",
@@ -63,11 +66,14 @@ def as_named(value: TensorOrMap, default: str) -> dict[str, torch.Tensor]:
 def predict_classes(
     model: Optional[Callable[..., Any]], x: torch.Tensor, device: Any
 ) -> Optional[list]:
+    """The classes ``model`` predicts for ``x`` — run under the model-state guard, as explainers
+    run it (eval mode: no BatchNorm update, no Dropout draw; the model left as it was)."""
     if model is None:
         return None
-    with torch.no_grad():
-        scores = model(x.to(device))
-    return [int(v) for v in torch.as_tensor(scores).argmax(dim=1).cpu()]
+    inputs = x.to(device)
+    with preserve_model_state(model), torch.no_grad():
+        scores = check_scores(model(inputs), inputs.shape[0], "model's output")
+    return [int(v) for v in scores.argmax(dim=1).cpu()]
 
 
 def run_device(model: Any) -> torch.device:
@@ -104,30 +110,40 @@ def show_missing(
 def show_heatmap(
     ax: Any, attribution: torch.Tensor, sign: str, clip_percentile: float, alpha: float = 1.0
 ) -> Any:
-    """Draw an attribution normalised to [0, 1] (or [−1, 1] for ``sign="all"``) with a
-    sign-aware colormap: sequential from 0, or diverging centred on 0. Returns the image."""
-    heat = normalize_attribution(
-        attribution.unsqueeze(0), sign=sign, clip_percentile=clip_percentile
-    )
+    """Draw an attribution's channel sum in its own units with a sign-aware colormap:
+    sequential from 0, or diverging centred on 0 for ``sign="all"``; the colours saturate at
+    the ``clip_percentile``-th percentile of the magnitudes. Returns the image (for a colorbar
+    with the attribution's values)."""
+    values, scales = attribution_scale(attribution.unsqueeze(0), sign, clip_percentile)
+    scale = float(scales[0]) if float(scales[0]) > 0 else 1.0
     kind = "diverging" if sign == "all" else "sequential"
-    low = -1.0 if sign == "all" else 0.0
     return ax.imshow(
-        heat[0].numpy(),
+        values[0].numpy(),
         cmap=MPL_CMAPS[kind],
-        vmin=low,
-        vmax=1.0,
+        vmin=-scale if sign == "all" else 0.0,
+        vmax=scale,
         alpha=alpha,
         interpolation="nearest",
     )
 
 
+#: What a colorbar's values are, per ``sign``.
+COLORBAR_LABELS = {
+    "all": "attribution",
+    "absolute": "|attribution|",
+    "positive": "positive attribution",
+    "negative": "|negative attribution|",
+}
+
+
 def add_colorbar(fig: Any, ax: Any, mappable: Any, sign: str) -> Any:
-    """A slim colorbar beside ``ax`` that says what the colours mean for ``sign``."""
+    """A slim colorbar beside ``ax`` with the attribution's values (channels summed; the top
+    tick is where the colours saturate)."""
     bar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.02)
-    if sign == "all":
-        bar.set_ticks([-1.0, 0.0, 1.0], labels=["−", "0", "+"])
-    else:
-        bar.set_ticks([0.0, 1.0], labels=["0", "max"])
+    low, high = mappable.get_clim()
+    ticks = [low, 0.0, high] if sign == "all" else [0.0, 0.5 * high, high]
+    bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+    bar.set_label(COLORBAR_LABELS[sign], fontsize=6)
     bar.ax.tick_params(labelsize=6)
     return bar
 
@@ -143,13 +159,65 @@ def infer_range(
     return low, high
 
 
-def as_image_batch(images: Any, name: str) -> torch.Tensor:
-    images = torch.as_tensor(images).detach().cpu().float()
+def as_image_batch(images: Any, name: str, count: Optional[int] = None) -> torch.Tensor:
+    """``images`` as a float (N, C, H, W) CPU batch that can be drawn: N ≥ 1 (``count`` when
+    given), 1 or 3 channels.
+
+    Raises:
+        ValueError: naming ``name``, for anything else.
+    """
+    if images is None or isinstance(images, (str, bytes)):
+        raise TypeError(f"`{name}` must be a tensor (N, C, H, W), got {type(images).__name__}")
+    try:
+        images = torch.as_tensor(images).detach().cpu().float()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"`{name}` must be a tensor (N, C, H, W), got {type(images).__name__}"
+        ) from None
     if images.dim() == 3:
         images = images.unsqueeze(0)
     if images.dim() != 4:
         raise ValueError(f"`{name}` must be (N, C, H, W), got shape {tuple(images.shape)}")
+    if images.shape[0] == 0 or images[0].numel() == 0:
+        raise ValueError(f"`{name}` must hold at least one image, got shape {tuple(images.shape)}")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(
+            f"`{name}` must have 1 (grey) or 3 (RGB) channels to be drawn, got "
+            f"{images.shape[1]}; draw one channel or a 3-channel view of it"
+        )
+    if count is not None and images.shape[0] != count:
+        raise ValueError(f"`{name}` holds {images.shape[0]} images, the inputs {count}")
     return images
+
+
+def check_flags(flags: Optional[Sequence[Any]], name: str, count: int) -> Optional[list[bool]]:
+    """Per-sample flags (``meta_data["found"]``): ``count`` booleans, or ``None``."""
+    if flags is None:
+        return None
+    values = flags.tolist() if isinstance(flags, torch.Tensor) else list(flags)
+    if len(values) != count:
+        raise ValueError(f"`{name}` must hold one flag per image ({count}), got {len(values)}")
+    return [bool(v) for v in values]
+
+
+def show_added(
+    ax: Any, image: torch.Tensor, delta: torch.Tensor, value_range: tuple[float, float]
+) -> None:
+    """Draw ``image`` (C, H, W) in grey with what ``delta`` adds in red and what it removes in
+    blue, the colour's strength following |δ| (channels summed): a pertinent negative's ink is
+    seen at a glance, even where the input is bright."""
+    low, high = value_range
+    grey = ((image.mean(dim=0) - low) / max(high - low, 1e-12)).clamp(0, 1)
+    change = delta.sum(dim=0)
+    strength = (change.abs() / max(float(change.abs().max()), 1e-12)).clamp(0, 1)
+    rgb = grey.unsqueeze(-1).expand(-1, -1, 3).clone()
+    colour = torch.where(
+        (change >= 0).unsqueeze(-1),
+        torch.tensor([0.93, 0.11, 0.14]),
+        torch.tensor([0.13, 0.4, 0.9]),
+    )
+    alpha = (0.35 + 0.65 * strength).unsqueeze(-1) * (strength > 0).unsqueeze(-1)
+    ax.imshow((rgb * (1 - alpha) + colour * alpha).numpy(), interpolation="nearest")
 
 
 def panel_figure(

@@ -13,6 +13,7 @@ from foxcem.viz.figures import (
     add_colorbar,
     as_image_batch,
     as_named,
+    check_flags,
     class_name,
     finish_figure,
     infer_range,
@@ -20,6 +21,7 @@ from foxcem.viz.figures import (
     predict_classes,
     require_matplotlib,
     run_device,
+    show_added,
     show_heatmap,
     show_image,
     show_missing,
@@ -87,9 +89,9 @@ def plot_explanation_grid(
     images = as_image_batch(images, "images")
     display = torch.stack([unnormalize(image, mean, std) for image in images])
     attrs = {k: v.detach().cpu().float() for k, v in (attributions or {}).items()}
-    found = {k: [bool(v) for v in flags] for k, flags in (found or {}).items()}
     pps, pns = as_named(pp, "CEM PP"), as_named(pn, "CEM PN")
     n = images.shape[0]
+    found = {k: check_flags(flags, f"found[{k!r}]", n) for k, flags in (found or {}).items()}
     for label, tensor in {**attrs, **pps, **pns}.items():
         if tensor.shape[0] != n:
             raise ValueError(f"{label!r} has {tensor.shape[0]} samples, the images {n}")
@@ -142,7 +144,8 @@ def plot_explanation_grid(
             if not found.get(label, [True] * n)[row]:
                 show_missing(axes[row][col], display[row], vrange, f"{label}: no PN found")
                 continue
-            show_image(axes[row][col], unnormalize(combined[row], mean, std), vrange)
+            shown_pn = unnormalize(combined[row], mean, std)
+            show_added(axes[row][col], display[row], shown_pn - display[row], vrange)
             pred = pn_pred[label]
             if pred is not None and input_pred is not None:
                 suffix = f" · {name(input_pred[row])}→{name(pred[row])}"

@@ -13,6 +13,7 @@ from foxcem.core.checks import check_choice
 
 __all__ = [
     "SIGNS",
+    "attribution_scale",
     "normalize_attribution",
     "apply_colormap",
     "attribution_to_rgb",
@@ -62,34 +63,19 @@ def _as_batch_of_maps(attributions: torch.Tensor, name: str = "attributions") ->
     )
 
 
-def normalize_attribution(
-    attributions: torch.Tensor,
-    sign: str = "absolute",
-    clip_percentile: float = 99.0,
-) -> torch.Tensor:
-    """Reduce channels, keep one sign, clip outliers and scale each map to a fixed range.
-
-    Steps, per sample:
-
-    1. channels are summed: (N, C, H, W) -> (N, H, W) (an (N, H, W) input is used as is, an
-       (H, W) input becomes (1, H, W));
-    2. ``sign`` selects what is shown: ``"absolute"`` the magnitude ``|a|``, ``"positive"`` the
-       positive part ``max(a, 0)``, ``"negative"`` the magnitude of the negative part
-       ``max(-a, 0)``, ``"all"`` the signed value ``a``;
-    3. the scale is the ``clip_percentile``-th percentile (linear interpolation, as
-       ``numpy.percentile``) of the non-zero magnitudes of the selected values; values are
-       divided by it and clipped, so the top ``100 - clip_percentile`` percent saturate.
-
-    A map with nothing to show (e.g. no positive value for ``"positive"``) becomes all zeros.
+def attribution_scale(
+    attributions: torch.Tensor, sign: str = "absolute", clip_percentile: float = 99.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The channel-summed map of the selected sign and its display scale, per sample.
 
     Args:
         attributions: a real tensor, (N, C, H, W), (N, H, W) or (H, W).
-        sign: one of ``"absolute"``, ``"positive"``, ``"negative"``, ``"all"``.
-        clip_percentile: in (0, 100]; 100 scales by the maximum (no clipping).
+        sign: ``"absolute"`` (``|a|``), ``"positive"`` (``max(a, 0)``), ``"negative"`` (the
+            magnitude ``max(−a, 0)``) or ``"all"`` (``a`` itself).
+        clip_percentile: in (0, 100]: the scale is this percentile of the non-zero magnitudes.
 
     Returns:
-        A float32 tensor (N, H, W) on the input's device, in [0, 1], or in [-1, 1] for
-        ``sign="all"``.
+        ``(values, scales)``: float32 (N, H, W) and (N,) (0 for a map with nothing to show).
     """
     check_choice(sign, "sign", SIGNS)
     if isinstance(clip_percentile, bool) or not isinstance(clip_percentile, (int, float)):
@@ -115,6 +101,40 @@ def normalize_attribution(
         nonzero = row[row > 0]
         if nonzero.numel() > 0:
             scales[i] = torch.quantile(nonzero.double(), q).to(values.dtype)
+    return values, scales
+
+
+def normalize_attribution(
+    attributions: torch.Tensor,
+    sign: str = "absolute",
+    clip_percentile: float = 99.0,
+) -> torch.Tensor:
+    """Reduce channels, keep one sign, clip outliers and scale each map to a fixed range.
+
+    Steps, per sample:
+
+    1. channels are summed: (N, C, H, W) -> (N, H, W) (an (N, H, W) input is used as is, an
+       (H, W) input becomes (1, H, W));
+    2. ``sign`` selects what is shown: ``"absolute"`` the magnitude ``|a|``, ``"positive"`` the
+       positive part ``max(a, 0)``, ``"negative"`` the magnitude of the negative part
+       ``max(-a, 0)``, ``"all"`` the signed value ``a``;
+    3. the scale is the ``clip_percentile``-th percentile (linear interpolation, as
+       ``numpy.percentile``) of the non-zero magnitudes of the selected values; values are
+       divided by it and clipped, so the top ``100 - clip_percentile`` percent saturate
+       (:func:`attribution_scale` gives the map and the scale themselves).
+
+    A map with nothing to show (e.g. no positive value for ``"positive"``) becomes all zeros.
+
+    Args:
+        attributions: a real tensor, (N, C, H, W), (N, H, W) or (H, W).
+        sign: one of ``"absolute"``, ``"positive"``, ``"negative"``, ``"all"``.
+        clip_percentile: in (0, 100]; 100 scales by the maximum (no clipping).
+
+    Returns:
+        A float32 tensor (N, H, W) on the input's device, in [0, 1], or in [-1, 1] for
+        ``sign="all"``.
+    """
+    values, scales = attribution_scale(attributions, sign, clip_percentile)
     safe = torch.where(scales > 0, scales, torch.ones_like(scales)).view(-1, 1, 1)
     low = -1.0 if sign == "all" else 0.0
     out = (values / safe).clamp(low, 1.0)

@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with Lightn
 
 from foxcem.core.checks import (
     TargetLike,
+    check_bool,
     check_choice,
     check_positive_int,
     check_target,
@@ -42,11 +43,12 @@ from foxcem.core.explainer import Explainer, split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
 from foxcem.core.registry import resolve_explainer
 from foxcem.integrations.lightning.batches import (
+    class_labels,
     default_batch_transform,
     plain_cpu,
 )
-from foxcem.integrations.lightning.image_logging import log_images
-from foxcem.viz.images import SIGNS, explanation_images, to_uint8
+from foxcem.integrations.lightning.image_logging import log_images, save_pngs
+from foxcem.viz.images import SIGNS, explanation_images
 
 __all__ = ["ExplanationCallback"]
 
@@ -74,6 +76,9 @@ class ExplanationCallback(Callback):
       requested automatically unless ``return_convergence_delta`` is given) and, for CEM, the
       success rate ``<tag>/success_rate`` (a pertinent negative flips the prediction, a pertinent
       positive keeps it).
+
+    The callback never aborts training: a batch it cannot read or an explanation that fails is
+    skipped with one warning. Labels may be (N,), (N, 1) or one-hot / per-class scores (N, C).
 
     Only global rank 0 explains and logs. Training is not affected: the explanation runs under
     the model-state guard (eval mode, parameters, buffers, gradients, hooks and the global RNG
@@ -129,14 +134,14 @@ class ExplanationCallback(Callback):
         self.num_samples = check_positive_int(num_samples, "num_samples")
         self.every_n_epochs = check_positive_int(every_n_epochs, "every_n_epochs")
         self.explainer_kwargs = dict(explainer_kwargs or {})
-        self.use_labels = bool(use_labels)
+        self.use_labels = check_bool(use_labels, "use_labels")
         self.batch_transform = batch_transform or default_batch_transform
         self.get_model = get_model
         self.sign = check_choice(sign, "sign", SIGNS)
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.tag = tag or f"explanations/{self.name}"
-        self.log_images = bool(log_images)
-        self.save_png = bool(save_png)
+        self.log_images = check_bool(log_images, "log_images")
+        self.save_png = check_bool(save_png, "save_png")
         self.min_image_size = check_positive_int(min_image_size, "min_image_size")
         self.samples: Optional[torch.Tensor] = None
         self.targets: Optional[torch.Tensor] = None
@@ -188,13 +193,22 @@ class ExplanationCallback(Callback):
             return
         if not trainer.is_global_zero:
             return
-        x, y = self.batch_transform(batch)
-        need = self.num_samples - self._have()
-        self._captured.append(plain_cpu(x[:need]))
-        if self.use_labels:
-            if y is None:
-                raise ValueError("use_labels=True but the validation batches carry no labels")
-            self._labels.append(plain_cpu(y[:need]).long())
+        try:
+            x, y = self.batch_transform(batch)
+            if not isinstance(x, torch.Tensor) or x.dim() == 0 or len(x) == 0:
+                return  # an empty batch: nothing to capture
+            need = self.num_samples - self._have()
+            labels = None
+            if self.use_labels:
+                if y is None:
+                    raise ValueError("use_labels=True but the validation batches carry no labels")
+                labels = class_labels(y, len(x))[:need]
+            self._captured.append(plain_cpu(x[:need]))
+            if labels is not None:
+                self._labels.append(plain_cpu(labels))
+        except Exception as exc:  # never abort training over an explanation
+            self._warn_once("capture", f"ExplanationCallback cannot read a validation batch: {exc}")
+            return
         if self._have() >= self.num_samples:
             self._finish_capture()
 
@@ -217,7 +231,14 @@ class ExplanationCallback(Callback):
         if self.samples is None:
             self._warn_once("no-samples", "ExplanationCallback: no validation samples to explain")
             return
-        self.explain(trainer, pl_module)
+        try:
+            self.explain(trainer, pl_module)
+        except Exception as exc:  # never abort training over an explanation
+            self._warn_once(
+                "explain",
+                f"ExplanationCallback: explaining with {self.name} failed and is skipped, "
+                f"training goes on: {type(exc).__name__}: {exc}",
+            )
 
     def explain(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         """Explain the samples now, log and save; returns :attr:`last`."""
@@ -288,32 +309,11 @@ class ExplanationCallback(Callback):
             self._warn_once(logger_name, f"ExplanationCallback: {problem}")
 
     def _save_pngs(self, images: Mapping[str, torch.Tensor], epoch: int, step: int) -> Path:
-        from torchvision.io import write_png
-
         root = self._resolved_dir or Path("explanations")
         folder = root / re.sub(r"[^A-Za-z0-9._=-]+", "_", self.name) / f"epoch={epoch}-step={step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_png(to_uint8(images["grid"]), str(folder / "grid.png"))
-        for i, blended in enumerate(images["overlays"]):
-            write_png(to_uint8(blended), str(folder / f"overlay_{i:03d}.png"))
-        self._save_figures(folder)
+        samples = None if self.samples is None else plain_cpu(self.samples).float()
+        save_pngs(folder, images, self.last_attributions, samples, self.sign, self.name)
         return folder
-
-    def _save_figures(self, folder: Path) -> None:
-        """``figure_<i>.png``: each attribution over its sample with a colorbar (matplotlib,
-        when installed; the PNGs above need none)."""
-        if self.last_attributions is None or self.samples is None:
-            return
-        try:
-            from foxcem.viz import visualize_image_attr
-        except ImportError:  # pragma: no cover - matplotlib comes with captum
-            return
-        samples = plain_cpu(self.samples).float()
-        for i, attr in enumerate(self.last_attributions):
-            if attr.dim() != 3 or attr.shape[-2:] != samples.shape[-2:]:
-                return  # a layer's map: the PNGs above show it
-            fig, _ = visualize_image_attr(attr, samples[i], sign=self.sign, title=self.name)
-            fig.savefig(folder / f"figure_{i:03d}.png", dpi=80)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
@@ -15,7 +16,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with Lightn
         "installed: pip install 'foxcem[lightning]'"
     ) from exc
 
-__all__ = ["log_images"]
+from foxcem.viz.images import to_uint8
+
+__all__ = ["log_images", "save_pngs"]
 
 
 def log_images(
@@ -43,3 +46,32 @@ def log_images(
                 yield name, f"{name}.log_image failed ({exc}); its images are skipped"
         else:
             yield name, f"{name} cannot log images; they are skipped (the PNGs are still saved)"
+
+
+def save_pngs(
+    folder: Path,
+    images: Mapping[str, torch.Tensor],
+    attributions: Optional[torch.Tensor],
+    samples: Optional[torch.Tensor],
+    sign: str,
+    title: str,
+) -> None:
+    """``grid.png`` and one ``overlay_<i>.png`` per sample (torchvision), and with matplotlib one
+    ``figure_<i>.png`` per sample: its attribution over it with a colorbar."""
+    from torchvision.io import write_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_png(to_uint8(images["grid"]), str(folder / "grid.png"))
+    for i, blended in enumerate(images["overlays"]):
+        write_png(to_uint8(blended), str(folder / f"overlay_{i:03d}.png"))
+    if attributions is None or samples is None:
+        return
+    try:
+        from foxcem.viz import visualize_image_attr
+    except ImportError:  # pragma: no cover - matplotlib comes with captum
+        return
+    for i, attr in enumerate(attributions):
+        if attr.dim() != 3 or attr.shape[-2:] != samples.shape[-2:]:
+            return  # a layer's map: the PNGs above show it
+        fig, _ = visualize_image_attr(attr, samples[i], sign=sign, title=title)
+        fig.savefig(folder / f"figure_{i:03d}.png", dpi=80)

@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with Lightn
         "pip install 'foxcem[lightning]'"
     ) from exc
 
-from foxcem.core.checks import check_choice
+from foxcem.core.checks import check_bool, check_choice
 from foxcem.io.shards import (
     FORMAT,
     PathLike,
@@ -69,7 +69,7 @@ class AttributionWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
         self.file_format = check_choice(file_format, "file_format", ("safetensors", "torch"))
         self.expected_num_samples = expected_num_samples
-        self.resume = bool(resume)
+        self.resume = check_bool(resume, "resume")
         self.config: Optional[dict[str, Any]] = None if config is None else dict(config)
         self._digest: Optional[str] = None
         self._done = torch.empty(0, dtype=torch.long)
@@ -87,7 +87,8 @@ class AttributionWriter(BasePredictionWriter):
         if self.config is None:
             self.config = getattr(pl_module, "explanation_config", None)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        shards = scan_shards(self.output_dir)
+        # A resumed run sets unreadable shards aside (rank 0) and recomputes their samples.
+        shards = scan_shards(self.output_dir, set_aside=self.resume and trainer.is_global_zero)
         if shards and not self.resume:
             raise FileExistsError(
                 f"{self.output_dir} already holds {len(shards)} attribution shards; pass "
