@@ -309,3 +309,66 @@ def test_callbacks_without_lightning_name_the_extra(monkeypatch: pytest.MonkeyPa
         sys.modules["foxcem.integrations.lightning.callback"].ExplanationCallback
         is ExplanationCallback
     )
+
+
+class _QuietValidation(DigitsModule):
+    """Validation that reads nothing from its batch (its labels may have any shape)."""
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        pass
+
+
+def _fit_with_validation_batches(
+    split: DigitsSplit, root: Path, batches: list, callbacks: list
+) -> pl.Trainer:
+    pl.seed_everything(0, verbose=False)
+    train = DataLoader(TensorDataset(split.x_train[:64], split.y_train[:64]), batch_size=32)
+    val = DataLoader(batches, batch_size=None)  # each item is one ready batch
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=2, num_sanity_val_steps=0, accelerator="cpu",
+        devices=1, logger=False, callbacks=callbacks, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(_QuietValidation(), train, val)
+    return trainer
+
+
+@pytest.mark.parametrize("shape", ["(N,)", "(N, 1)", "one-hot"])
+def test_callback_takes_the_label_shapes_users_have_and_skips_empty_batches(
+    digits_split: DigitsSplit, tmp_path: Path, shape: str
+) -> None:
+    x, y = digits_split.x_test[:8], digits_split.y_test[:8]
+    labels = {"(N,)": y, "(N, 1)": y[:, None], "one-hot": nn.functional.one_hot(y, 10).float()}
+    batches = [(x[:0], labels[shape][:0]), (x, labels[shape])]  # an empty batch comes first
+    callback = ExplanationCallback(
+        "saliency", num_samples=4, use_labels=True, dirpath=tmp_path, log_images=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing to warn about
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers).*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+        _fit_with_validation_batches(digits_split, tmp_path, batches, [callback])
+    assert callback.last is not None
+    assert torch.equal(callback.last["targets"], y[:4])
+
+
+def test_a_failing_explanation_warns_once_and_training_goes_on(
+    digits_split: DigitsSplit, tmp_path: Path
+) -> None:
+    class Broken(IntegratedGradientsCVExplainer):
+        def calculate_features(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+            raise RuntimeError("the explainer broke")
+
+    x, y = digits_split.x_test[:8], digits_split.y_test[:8]
+    bad_labels = ExplanationCallback("saliency", num_samples=4, use_labels=True, dirpath=tmp_path)
+    broken = ExplanationCallback(Broken(), num_samples=4, dirpath=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _fit_with_validation_batches(
+            digits_split, tmp_path, [(x, y[:, None, None])] * 2, [bad_labels, broken]
+        )
+    assert trainer.current_epoch == 1 and trainer.state.finished  # fit ran to its end
+    messages = [str(w.message) for w in caught if "ExplanationCallback" in str(w.message)]
+    assert sum("cannot read a validation batch" in m for m in messages) == 1
+    assert sum("the explainer broke" in m for m in messages) == 1
+    assert "labels must be (N,), (N, 1) or one-hot" in " ".join(messages)

@@ -396,3 +396,30 @@ def test_ddp_run_killed_midway_resumes_to_the_same_result(
         ref_index, ref_values = load_attributions(reference, key)
         assert torch.equal(index, ref_index)
         torch.testing.assert_close(values, ref_values, rtol=1e-5, atol=1e-6)
+
+
+def test_a_resumed_run_recomputes_a_damaged_shard(data: dict[str, Any], tmp_path: Path) -> None:
+    from foxcem.io.shards import DamagedFileError
+
+    output = tmp_path / "damaged"
+    explain_dataset(data["model"], _loader(data), "integrated_gradients", TRAINER, output, OPTIONS)
+    shards = sorted(output.glob("shard-*.safetensors"))
+    victim = shards[1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # truncated
+    garbage = output / "shard-000000999-ffffffffffffffff.safetensors"
+    garbage.write_bytes(b"not a shard at all")
+    with pytest.raises(DamagedFileError, match=victim.name):
+        load_attributions(output)
+    # The resumed run reports the damage, recomputes that batch only and is complete again.
+    resumed = FailingIG()
+    with pytest.warns(UserWarning, match="unreadable shard"):
+        manifest = explain_dataset(data["model"], _loader(data), resumed, TRAINER, output, OPTIONS)
+    assert resumed.calls == [BATCH]
+    assert manifest["complete"] is True and manifest["num_samples"] == N
+    assert (output / (garbage.name + ".damaged")).exists() and not garbage.exists()
+    indices, attributions = load_attributions(output, require_complete=True)
+    assert torch.equal(indices, torch.arange(N))
+    torch.testing.assert_close(attributions, data["attributions"], rtol=1e-5, atol=1e-6)
+    (output / "manifest.json").write_text("{ truncated")
+    with pytest.raises(DamagedFileError, match="manifest.json is damaged"):
+        load_attributions(output, require_complete=True)

@@ -13,7 +13,7 @@ from foxcem.cem.generator import Callback, ExplanationGenerator
 from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad
-from foxcem.cem.urv import URVGradientEstimator
+from foxcem.cem.urv import URVGradientEstimator, check_urv_options
 from foxcem.core.checks import (
     TargetLike,
     check_bool,
@@ -150,6 +150,8 @@ class CEMExplainer(Explainer):
             compile=check_bool(compile, "compile"),
         )
         gradient_kwargs: dict[str, Any] = {"precision": precision, "compile": compile}
+        # URV's options are checked whatever the gradient: a bad value is never silently unused.
+        check_urv_options(num_directions, mu, batch_size, two_sided)
         if gradient == "urv":
             gradient_kwargs.update(
                 num_directions=num_directions,

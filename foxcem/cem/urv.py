@@ -36,13 +36,27 @@ import torch
 from foxcem.cem.directions import CallDirections, Sampler
 from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.cem.gradient_source import Evaluation, GradientSource, PerSampleLoss, loss_values
-from foxcem.core.batching import auto_batch_size, is_out_of_memory
+from foxcem.core.batching import auto_batch_size, check_batch_size, is_out_of_memory
 from foxcem.core.checks import check_finite_float, check_positive_int
 from foxcem.core.seeding import check_seed, counter_normal, fresh_seed
 
-__all__ = ["URVGradientEstimator", "Sampler"]
+__all__ = ["URVGradientEstimator", "Sampler", "check_urv_options"]
 
 _HALF = (torch.float16, torch.bfloat16)
+
+
+def check_urv_options(
+    num_directions: object, mu: object, batch_size: object, two_sided: object
+) -> None:
+    """Check the estimator's options (``ValueError``/``TypeError`` naming the option)."""
+    check_positive_int(num_directions, "num_directions")
+    if mu is not None and not (
+        isinstance(mu, (int, float)) and not isinstance(mu, bool) and mu > 0 and math.isfinite(mu)
+    ):
+        raise ValueError(f"`mu` must be a finite float > 0 or None, got {mu!r}")
+    check_batch_size(batch_size, "batch_size")
+    if not isinstance(two_sided, bool) and not (isinstance(two_sided, str) and two_sided == "auto"):
+        raise ValueError(f"`two_sided` must be True, False or 'auto', got {two_sided!r}")
 
 
 class URVGradientEstimator(GradientSource):
@@ -91,18 +105,10 @@ class URVGradientEstimator(GradientSource):
     ) -> None:
         super().__init__(loss, precision=precision, compile=compile)
         self._normal = torch.compile(counter_normal, dynamic=True) if compile else counter_normal
-        self.num_directions = check_positive_int(num_directions, "num_directions")
-        if mu is not None and not (
-            isinstance(mu, (int, float)) and not isinstance(mu, bool) and mu > 0
-            and math.isfinite(mu)
-        ):  # fmt: skip
-            raise ValueError(f"`mu` must be a finite float > 0 or None, got {mu!r}")
+        check_urv_options(num_directions, mu, batch_size, two_sided)
+        self.num_directions = int(num_directions)
         self.mu = None if mu is None else float(mu)
-        if batch_size not in (None, "auto"):
-            batch_size = check_positive_int(batch_size, "batch_size")
         self.batch_size = batch_size
-        if not isinstance(two_sided, bool) and two_sided != "auto":
-            raise ValueError(f"`two_sided` must be True, False or 'auto', got {two_sided!r}")
         self.two_sided = two_sided
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(

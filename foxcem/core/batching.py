@@ -36,7 +36,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def check_batch_size(value: object, name: str) -> object:
     """``None``, ``"auto"`` or a positive int (``ValueError``/``TypeError`` naming ``name``)."""
-    if value is None or value == "auto":
+    if value is None or (isinstance(value, str) and value == "auto"):
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"`{name}` must be a positive int, 'auto' or None, got {value!r}")

@@ -119,6 +119,8 @@ def check_scores(
             array = np.asarray(answer)
         except ValueError:
             array = None  # ragged
+        if array is not None and array.dtype.kind == "c":
+            raise ValueError(f"the {name} must be real {expected}, got dtype {array.dtype}")
         if array is None or array.dtype.kind not in "biuf":
             raise ValueError(
                 f"the {name} must be {expected} (a tensor or an array of numbers), got "
@@ -222,8 +224,9 @@ def check_positive_int(value: object, name: str) -> int:
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
-    """Check that ``value`` is one of ``choices``."""
-    if value not in choices:
+    """Check that ``value`` is one of ``choices`` (compared as a string or ``None`` only: an
+    array or tensor is refused, never compared elementwise)."""
+    if not (value is None or isinstance(value, str)) or value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
 

@@ -129,18 +129,60 @@ class _Shared:
         self.count = 0
 
 
+class _ModelLock:
+    """A re-entrant readers–writer lock of one model: calls that only run the model share it,
+    calls that hook its modules (whose hooks another thread's forward pass would trigger) hold
+    it alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers: dict[int, int] = {}
+        self._writer: Optional[int] = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:  # nested inside this thread's own exclusive call
+                kind = "write"
+                self._depth += 1
+            elif exclusive:
+                while self._writer is not None or any(t != me for t in self._readers):
+                    self._cond.wait()
+                kind, self._writer, self._depth = "write", me, 1
+            else:
+                while self._writer is not None:
+                    self._cond.wait()
+                kind = "read"
+                self._readers[me] = self._readers.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if kind == "write":
+                    self._depth -= 1
+                    if self._depth == 0:
+                        self._writer = None
+                else:
+                    self._readers[me] -= 1
+                    if self._readers[me] == 0:
+                        del self._readers[me]
+                self._cond.notify_all()
+
+
 #: model -> its shared guard while at least one call is inside ``preserve_model_state``.
 _ACTIVE: weakref.WeakKeyDictionary[nn.Module, _Shared] = weakref.WeakKeyDictionary()
-#: model -> the lock that calls hooking its modules hold (one at a time per model).
-_EXCLUSIVE: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+#: model -> its readers–writer lock.
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, _ModelLock] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def _exclusive_lock(model: nn.Module) -> threading.RLock:
+def _model_lock(model: nn.Module) -> _ModelLock:
     with _LOCK:
-        lock = _EXCLUSIVE.get(model)
+        lock = _LOCKS.get(model)
         if lock is None:
-            lock = _EXCLUSIVE[model] = threading.RLock()
+            lock = _LOCKS[model] = _ModelLock()
         return lock
 
 
@@ -194,17 +236,17 @@ def preserve_model_state(
             parameters, for code that never unfreezes them, as foxcem's explainers) keeps only
             their identity and version counters — no memory for a second set of gradients —
             and raises ``RuntimeError`` if one was written in place anyway.
-        exclusive: hold the model's own lock for the block, so that no other exclusive call
-            runs it meanwhile (methods that register hooks on the model's modules: another
-            thread's forward pass would run them).
+        exclusive: have the model alone for the block: calls that register hooks on the
+            model's modules (another thread's forward pass would run them) wait for the calls
+            running the model to end, and those wait for it. Calls that only run the model share
+            it.
     """
     frozen = freeze_parameters and not copy_grads
     input_flag = inputs.requires_grad if inputs is not None else None
     devices = _cuda_devices((inputs,))
     with contextlib.ExitStack() as stack:
         if isinstance(model, nn.Module):
-            if exclusive:
-                stack.enter_context(_exclusive_lock(model))
+            stack.enter_context(_model_lock(model).hold(exclusive))
             stack.enter_context(_shared_snapshot(model, frozen, freeze_parameters))
         stack.enter_context(preserved_global_rng(devices))
         try:

@@ -16,7 +16,7 @@ PRECISIONS = ("fp32", "bf16", "tf32")
 def check_precision(precision: Optional[str]) -> str:
     """``None`` -> ``"fp32"``; ``ValueError`` for anything but :data:`PRECISIONS`."""
     precision = "fp32" if precision is None else precision
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(
             f"`precision` must be one of {list(PRECISIONS)} or None, got {precision!r}"
         )
