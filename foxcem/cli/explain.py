@@ -1,11 +1,12 @@
 """``foxcem explain``: explain a saved model's predictions on image or tensor files.
 
-The model is a TorchScript archive (``torch.jit.save``, usually ``.pt``) or an exported program
-(``torch.export.save``, usually ``.pt2``) or an ONNX file (``.onnx``, run forward-only by ONNX
-Runtime: the ``onnx`` extra; CEM then uses the black-box gradient). Inputs are images (``.png``, ``.jpg``, ``.jpeg``,
+The model is an exported program (``torch.export.save``, usually ``.pt2``; recommended), an ONNX
+file (``.onnx``, run forward-only by ONNX Runtime: the ``onnx`` extra; CEM then uses the
+black-box gradient) or a TorchScript archive (``torch.jit.save``, usually ``.pt``; deprecated by
+torch, still read). Inputs are images (``.png``, ``.jpg``, ``.jpeg``,
 ``.gif``, ``.webp``, read with torchvision) scaled to [0, 1], or tensors (``.npy``, ``.pt``) of
 shape (H, W), (C, H, W) or (N, C, H, W), used as they are (a uint8 tensor is scaled to [0, 1]).
-Then ``--grayscale``, ``--resize``/``--center-crop`` (as torchvision's transforms) or ``--size``,
+Then ``--grayscale`` or ``--rgb``, ``--resize``/``--center-crop`` (as torchvision's transforms) or ``--size``,
 and ``--mean``/``--std`` are applied, in that order.
 
 Outputs in ``--output``: per input ``<name>_heatmap.png``, ``<name>_overlay.png`` and
@@ -36,6 +37,7 @@ from foxcem.core.explainer import split_convergence_delta
 from foxcem.io.files import (
     IMAGE_SUFFIXES,
     TENSOR_SUFFIXES,
+    expected_channels,
     first_line,
     load_inputs,
     load_model,
@@ -60,7 +62,7 @@ def register(subparsers: Any) -> None:
     """Add the ``explain`` subcommand."""
     parser = subparsers.add_parser(
         "explain",
-        help="explain a saved model (TorchScript, exported program, ONNX) on images or tensors",
+        help="explain a saved model (exported program, ONNX, TorchScript) on images or tensors",
         description=__doc__.split("\n\n", 1)[1].replace("``", "") if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
@@ -70,7 +72,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--list-methods", action=ListMethods,
                         help="list every method with a line of description and its options")  # fmt: skip
     parser.add_argument(
-        "model", type=Path, help="TorchScript (.pt), exported program (.pt2) or ONNX (.onnx)"
+        "model",
+        type=Path,
+        help="exported program (.pt2, torch.export.save), ONNX (.onnx) or TorchScript (.pt)",
     )
     parser.add_argument(
         "inputs", type=Path, nargs="+", metavar="INPUT", help="image or tensor files"
@@ -107,7 +111,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--center-crop", default=None,
                         help="crop the centre to H,W (or one number for a square)")  # fmt: skip
     parser.add_argument("--size", default=None, help="resize to exactly H,W (or one number)")
-    parser.add_argument("--grayscale", action="store_true", help="convert inputs to one channel")
+    colour = parser.add_mutually_exclusive_group()
+    colour.add_argument("--grayscale", action="store_true", help="convert inputs to one channel")
+    colour.add_argument("--rgb", action="store_true",
+                        help="repeat a grey input to three channels (for an RGB model)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None,
                         help="explain this many inputs at a time (default: all at once)")  # fmt: skip
     parser.add_argument(
@@ -171,6 +178,19 @@ def _check_arguments(args: argparse.Namespace, explainer: Any) -> dict[str, Any]
     return options
 
 
+def check_channels(model: Any, channels: int) -> None:
+    """One clear line when the images' channels differ from what the model takes."""
+    expected = expected_channels(model)
+    if expected is None or expected == channels:
+        return
+    fix = " (use --rgb)" if (channels, expected) == (1, 3) else ""
+    fix = " (use --grayscale)" if (channels, expected) == (3, 1) else fix
+    raise CLIError(
+        f"the model expects {expected} channel{'s' if expected > 1 else ''}; the images have "
+        f"{channels}{fix}"
+    )
+
+
 def _explain(
     explainer: Any, model: Any, inputs: torch.Tensor, target: Any, options: dict, args: Any
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -224,7 +244,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
 
     tensors, names = load_inputs(args.inputs)
-    batch = preprocess(tensors, args.grayscale, size, mean, std, args.resize, crop)
+    batch = preprocess(tensors, args.grayscale, size, mean, std, args.resize, crop, args.rgb)
     target = parse_targets(args.target, batch.shape[0])
     model = load_model(args.model, device)
     if getattr(model, "differentiable", True) is False:  # e.g. an ONNX model: forward only
@@ -235,6 +255,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{args.method} needs gradients, which {args.model.name} (run forward only) "
                 "cannot give; use --method occlusion or --method cem (black-box)"
             )
+    check_channels(model, batch.shape[1])
     inputs = batch.to(device)
     try:  # the model must map (N, C, H, W) to class scores (N, classes)
         with torch.no_grad():

@@ -32,14 +32,16 @@ def _summary(name: str) -> str:
 
 def describe_methods() -> str:
     """Every registered method: name, one line of description, its options."""
-    from foxcem.core.registry import available_explainers, get_explainer_class
+    from foxcem.core.registry import aliases_of, available_explainers, get_explainer_class
 
     lines = []
     for name in available_explainers():
         note = (
             " (not from the CLI: hooks modules)" if get_explainer_class(name).hooks_modules else ""
         )
-        lines.append(f"{name}{note}\n    {_summary(name)}")
+        aliases = aliases_of(name)
+        also = f" (also: {', '.join(aliases)})" if aliases else ""
+        lines.append(f"{name}{also}{note}\n    {_summary(name)}")
         options = ", ".join(option for option, _ in method_options(name))
         lines.append(f"    options: {options}")
     return "\n".join(lines)

@@ -41,15 +41,21 @@ def preprocess(
     std: Optional[Sequence[float]] = None,
     resize: Optional[int] = None,
     center_crop: Optional[tuple[int, int]] = None,
+    rgb: bool = False,
 ) -> torch.Tensor:
-    """Greyscale, resize (``resize``: shorter side, aspect kept, then ``center_crop``; or
-    ``size``: exactly H×W) and normalise each (n, C, H, W) tensor, then concatenate them.
+    """Greyscale (or, with ``rgb``, grey to three channels), resize (``resize``: shorter side,
+    aspect kept, then ``center_crop``; or ``size``: exactly H×W) and normalise each (n, C, H, W)
+    tensor, then concatenate them.
 
     Raises:
         CLIError: inconsistent shapes or a mean/std of the wrong length (one line).
     """
     out = []
     for tensor in tensors:
+        if rgb and tensor.shape[1] == 1:
+            tensor = tensor.expand(-1, 3, -1, -1)
+        elif rgb and tensor.shape[1] != 3:
+            raise CLIError(f"--rgb needs 1 or 3 channels, got {tensor.shape[1]}")
         if grayscale and tensor.shape[1] == 3:
             weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             tensor = (tensor * weights).sum(dim=1, keepdim=True)

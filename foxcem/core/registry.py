@@ -6,13 +6,20 @@ The built-in explainers register themselves when their modules are imported; ``i
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import TYPE_CHECKING, Callable, TypeVar, Union
 
 if TYPE_CHECKING:
     from foxcem.core.explainer import Explainer
 
-__all__ = ["register_explainer", "get_explainer", "available_explainers", "resolve_explainer"]
+__all__ = [
+    "aliases_of",
+    "available_explainers",
+    "get_explainer",
+    "register_explainer",
+    "resolve_explainer",
+]
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 E = TypeVar("E", bound="type[Explainer]")
@@ -69,8 +76,15 @@ def get_explainer_class(name: str) -> type[Explainer]:
     key = _key(name)
     if key not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"unknown explainer {name!r}; known explainers: {known}")
+        close = difflib.get_close_matches(key, [*_REGISTRY, *ALIASES], n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown explainer {name!r}{hint}; known explainers: {known}")
     return _REGISTRY[key]
+
+
+def aliases_of(name: str) -> list[str]:
+    """The other names :func:`get_explainer` accepts for the registered ``name``."""
+    return sorted(alias for alias, target in ALIASES.items() if target == name)
 
 
 def get_explainer(name: str, **kwargs: object) -> Explainer:

@@ -21,6 +21,7 @@ __all__ = [
     "ExportedModule",
     "InputFileError",
     "check_file",
+    "expected_channels",
     "first_line",
     "load_inputs",
     "load_model",
@@ -57,8 +58,8 @@ def load_model(path: Path, device: torch.device) -> Any:
     if path.suffix.lower() == ".onnx":
         return load_onnx(path, device)
     how = (
-        "save one with torch.jit.save(torch.jit.script(model), 'model.pt') or "
-        "torch.export.save(torch.export.export(model, (example,)), 'model.pt2')"
+        "save one with torch.export.save(torch.export.export(model, (example,)), 'model.pt2') "
+        "or as ONNX (torch.onnx.export)"
     )
     if not zipfile.is_zipfile(path):
         raise InputFileError(
@@ -141,15 +142,41 @@ class ExportedModule(torch.nn.Module):
         return self
 
 
-def static_batch_size(program: Any) -> Optional[int]:
-    """The batch size an exported program was fixed to (its first input's first dimension when
-    that is a plain int), or ``None`` for a dynamic batch."""
+def _input_shape(program: Any) -> tuple:
+    """The shape of an exported program's first input (ints where fixed, symbols otherwise)."""
     names = list(getattr(program.graph_signature, "user_inputs", []))[:1]
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in names:
             value = node.meta.get("val")
-            first = value.shape[0] if getattr(value, "shape", None) else None
-            return first if isinstance(first, int) else None
+            return tuple(getattr(value, "shape", ()) or ())
+    return ()
+
+
+def static_batch_size(program: Any) -> Optional[int]:
+    """The batch size an exported program was fixed to (its first input's first dimension when
+    that is a plain int), or ``None`` for a dynamic batch."""
+    shape = _input_shape(program)
+    first = shape[0] if shape else None
+    return first if isinstance(first, int) else None
+
+
+def expected_channels(model: Any) -> Optional[int]:
+    """How many input channels a loaded model takes, where the file says so: an ONNX model's or
+    an exported program's (N, C, H, W) input, else the first 4-D weight (a convolution's);
+    ``None`` when unknown."""
+    session = getattr(model, "session", None)
+    if session is not None:
+        shape = list(getattr(session.get_inputs()[0], "shape", None) or [])
+        channels = shape[1] if len(shape) == 4 else None
+        return channels if isinstance(channels, int) else None
+    fixed = getattr(model, "input_channels", None)
+    if isinstance(fixed, int):
+        return fixed
+    if isinstance(model, torch.nn.Module):
+        for param in model.parameters():
+            if param.dim() == 4:
+                return int(param.shape[1])
+            break
     return None
 
 
@@ -162,6 +189,9 @@ def load_exported(path: Path, device: torch.device) -> Any:
     finally:
         logger.setLevel(level)
     module = ExportedModule(program.module(), static_batch_size(program))
+    shape = _input_shape(program)
+    if len(shape) == 4 and isinstance(shape[1], int):
+        module.input_channels = shape[1]
     if device.type != "cpu":
         module = module.to(device)
     return module

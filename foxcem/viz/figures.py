@@ -204,7 +204,7 @@ def show_added(
     ax: Any, image: torch.Tensor, delta: torch.Tensor, value_range: tuple[float, float]
 ) -> None:
     """Draw ``image`` (C, H, W) in grey with what ``delta`` adds in red and what it removes in
-    blue, the colour's strength following |δ| (channels summed): a pertinent negative's ink is
+    blue, the colour's strength following ``|δ|`` (channels summed): a pertinent negative's ink is
     seen at a glance, even where the input is bright."""
     low, high = value_range
     grey = ((image.mean(dim=0) - low) / max(high - low, 1e-12)).clamp(0, 1)
