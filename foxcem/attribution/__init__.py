@@ -28,6 +28,11 @@ registry name                   class
 ``layer_lrp``                   :class:`LayerLRPCVExplainer`
 ``layer_conductance``           :class:`LayerConductanceCVExplainer`
 ``noise_tunnel``                :class:`NoiseTunnelCVExplainer`
+``feature_ablation``            :class:`FeatureAblationExplainer`
+``feature_permutation``         :class:`FeaturePermutationExplainer`
+``shapley_value_sampling``      :class:`ShapleyValueSamplingExplainer`
+``kernel_shap``                 :class:`KernelShapExplainer`
+``lime``                        :class:`LimeExplainer`
 ==============================  ===============================================
 
 Options are keyword arguments named as in Captum; a misspelt one raises ``TypeError``. No method
@@ -72,7 +77,13 @@ from foxcem.attribution.layers import get_last_conv_layer
 from foxcem.attribution.lrp import LayerLRPCVExplainer, LRPCVExplainer
 from foxcem.attribution.noise_tunnel import NoiseTunnelCVExplainer
 from foxcem.attribution.occlusion import OcclusionCVExplainer
+from foxcem.attribution.perturbation import (
+    FeatureAblationExplainer,
+    FeaturePermutationExplainer,
+    ShapleyValueSamplingExplainer,
+)
 from foxcem.attribution.saliency import SaliencyCVExplainer
+from foxcem.attribution.surrogate import KernelShapExplainer, LimeExplainer
 
 __all__ = [
     "CaptumCall",
@@ -100,4 +111,9 @@ __all__ = [
     "LayerLRPCVExplainer",
     "LayerConductanceCVExplainer",
     "NoiseTunnelCVExplainer",
+    "FeatureAblationExplainer",
+    "FeaturePermutationExplainer",
+    "ShapleyValueSamplingExplainer",
+    "KernelShapExplainer",
+    "LimeExplainer",
 ]

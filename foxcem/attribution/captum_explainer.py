@@ -11,195 +11,27 @@ Baselines live in :mod:`foxcem.attribution.baselines`, seeded randomness in
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import warnings
 from abc import abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from foxcem.attribution.layers import get_last_conv_layer, resolve_layer
-from foxcem.attribution.model_prep import captum_ready, reused_module_error
-from foxcem.core.batching import is_out_of_memory
+from foxcem.attribution.captum_call import CaptumCall
+from foxcem.attribution.layers import LayerLike, get_last_conv_layer, resolve_layer
 from foxcem.core.checks import check_options
-from foxcem.core.cost import watch_passes
 from foxcem.core.explainer import Explainer
+from foxcem.core.inputs import Inputs
 from foxcem.core.progress import check_progress
-from foxcem.core.seeding import isolated_rng
-from foxcem.core.threads import ThreadsLike, check_threads, choose_threads, cpu_threads
+from foxcem.core.threads import check_threads
 
-__all__ = ["CaptumCall", "CaptumExplainer", "LayerCaptumExplainer"]
-
-#: Captum's notices about the hooks it registers (and removes) on non-linear layers.
-_HOOK_NOTICE = r"\s*Setting (forward, )?backward hooks"
-
-
-@dataclass
-class CaptumCall:
-    """One configured Captum attribution, ready to run.
-
-    Attributes:
-        algorithm: the Captum attribution object (``create_explainer``'s result).
-        options: keyword arguments for ``algorithm.attribute`` (everything but inputs/target).
-        finish: post-processing of the attribution tensor, e.g. upsampling a Grad-CAM map;
-            called as ``finish(attributions, inputs)``; a convergence delta is passed through.
-        seed: seed for the global RNGs Captum draws noise from (see :func:`isolated_rng`), for
-            a method that draws (``random``).
-        random: whether the method draws from the global RNGs (NoiseTunnel, GradientSHAP):
-            then they are seeded with ``seed`` for the call, one such call at a time.
-        context: a context manager entered around the Captum call (e.g. LRP rules).
-    """
-
-    algorithm: Any
-    options: dict[str, Any] = field(default_factory=dict)
-    finish: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
-    seed: Optional[int] = None
-    random: bool = False
-    context: Optional[contextlib.AbstractContextManager[Any]] = None
-    #: samples per Captum call (``None``: all), for methods without internal batching whose
-    #: rows are the samples times a fixed factor (GradientSHAP); halved while out of memory.
-    chunk: Optional[int] = None
-    #: CPU threads of the call (:mod:`foxcem.core.threads`): ``"auto"``, an int or ``None``.
-    threads: ThreadsLike = "auto"
-    #: progress over the model's forward passes: ``"auto"`` (a long run on a terminal), a bool.
-    progress: Union[bool, str] = "auto"
-    #: what runs, for progress and long-run messages.
-    label: str = "attribution"
-
-    def total_rows(self, num_samples: int) -> int:
-        """About how many rows the whole call sends through the model."""
-        rows = num_samples
-        for key in ("n_steps", "n_samples", "nt_samples"):
-            factor = self.options.get(key)
-            if isinstance(factor, int) and not isinstance(factor, bool):
-                rows *= factor
-        return rows
-
-    def rows_per_pass(self, num_samples: int) -> int:
-        """About how many rows one forward pass of the model takes (the thread choice)."""
-        batch = self.options.get("internal_batch_size")
-        if isinstance(batch, int):
-            return batch
-        rows = min(self.chunk or num_samples, num_samples)
-        for key in ("n_steps", "n_samples", "perturbations_per_eval", "nt_samples_batch_size"):
-            factor = self.options.get(key)
-            if isinstance(factor, int) and not isinstance(factor, bool):
-                rows *= factor
-        return rows
-
-    def run(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
-        """``algorithm.attribute(inputs, target=target, **options)``, then ``finish``.
-
-        Args:
-            inputs: the checked (N, C, H, W) input (never modified; a detached copy that
-                requires grad is handed to Captum).
-            target: the (N,) int64 per-sample target.
-        """
-        # A fresh leaf that requires grad: the caller's tensor is never touched, Captum does not
-        # warn, and layer methods work with the parameters frozen by the model-state guard.
-        inputs = inputs.detach().requires_grad_(True)
-        context = self.context if self.context is not None else contextlib.nullcontext()
-        n = inputs.shape[0]
-        rows = self.rows_per_pass(n)
-        passes = -(-self.total_rows(n) // max(rows, 1))
-        with (
-            cpu_threads(choose_threads(self.threads, rows * inputs[0].numel(), inputs.device)),
-            watch_passes(
-                _model_of(self.algorithm),
-                passes,
-                self._what(inputs),
-                self._cheaper(inputs),
-                self.progress,
-            ),  # fmt: skip
-            context,
-            captum_ready(self.algorithm),
-            isolated_rng(self.seed, inputs.device) if self.random else contextlib.nullcontext(),
-            warnings.catch_warnings(),
-        ):
-            # Captum announces the hooks it sets on non-linearities; the model-state guard
-            # removes whatever is left, so the notice is noise here.
-            warnings.filterwarnings("ignore", message=_HOOK_NOTICE, category=UserWarning)
-            try:
-                result = self._attribute_fitting(inputs, target)
-            except RuntimeError as exc:
-                if "more than once" not in str(exc):
-                    raise
-                method = type(self.algorithm).__name__
-                raise reused_module_error(self.algorithm, inputs.detach(), method) from None
-        if self.finish is None:
-            return result
-        if (
-            isinstance(result, tuple)
-            and len(result) == 2
-            and self.options.get("return_convergence_delta", False)
-        ):
-            return self.finish(result[0], inputs), result[1]
-        return self.finish(result, inputs)
-
-    def _what(self, inputs: torch.Tensor) -> str:
-        shape = "×".join(map(str, inputs.shape[1:]))
-        return f"{self.label} on {inputs.shape[0]} inputs of {shape}"
-
-    def _cheaper(self, inputs: torch.Tensor) -> list[str]:
-        hints = ["a GPU (model and inputs on 'cuda')"] if inputs.device.type == "cpu" else []
-        for key in ("n_steps", "n_samples", "nt_samples"):
-            if isinstance(self.options.get(key), int):
-                hints.append(f"fewer {key} (now {self.options[key]})")
-        return hints
-
-    def _attribute_fitting(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
-        """``attribute`` in chunks of ``chunk`` samples; on a device out of memory the chunk
-        (or the internal batch) is halved and the call retried, down to one row."""
-        while True:
-            try:
-                return self._attribute_chunks(inputs, target)
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc) or not self._shrink(inputs):
-                    raise
-                if inputs.is_cuda:
-                    torch.cuda.empty_cache()
-
-    def _shrink(self, inputs: torch.Tensor) -> bool:
-        if "internal_batch_size" in self.options:
-            rows = self.options["internal_batch_size"] or inputs.shape[0] * self.options.get(
-                "n_steps", 50
-            )
-            self.options["internal_batch_size"] = rows // 2
-            return rows > 1
-        rows = self.chunk or inputs.shape[0]
-        self.chunk = rows // 2
-        return rows > 1
-
-    def _attribute_chunks(self, inputs: torch.Tensor, target: torch.Tensor) -> Any:
-        n = inputs.shape[0]
-        if self.chunk is None or self.chunk >= n:
-            return self.algorithm.attribute(inputs, target=target, **self.options)
-        parts = []
-        for start in range(0, n, self.chunk):
-            rows = slice(start, start + self.chunk)
-            options = {
-                k: v[rows] if isinstance(v, torch.Tensor) and v.shape[:1] == (n,) else v
-                for k, v in self.options.items()
-            }
-            extra = options.get("additional_forward_args")
-            if isinstance(extra, tuple):
-                options["additional_forward_args"] = tuple(
-                    a[rows] if isinstance(a, torch.Tensor) and a.shape[:1] == (n,) else a
-                    for a in extra
-                )
-            parts.append(self.algorithm.attribute(inputs[rows], target=target[rows], **options))
-        if isinstance(parts[0], tuple):
-            return tuple(torch.cat(items) for items in zip(*parts))
-        return torch.cat(parts)
-
-
-def _model_of(algorithm: Any) -> Any:
-    """The model a Captum attribution object runs (through a NoiseTunnel to its method)."""
-    inner = getattr(algorithm, "attribution_method", algorithm)
-    return getattr(inner, "forward_func", None)
+__all__ = [
+    "CaptumCall",  # re-exported from captum_call
+    "CaptumExplainer",
+    "LayerCaptumExplainer",
+    "check_token_ids",
+]
 
 
 class CaptumExplainer(Explainer):
@@ -233,8 +65,9 @@ class CaptumExplainer(Explainer):
         return self.captum_class(model, **kwargs)
 
     @abstractmethod
-    def _prepare(self, model: Any, input_data: torch.Tensor, **kwargs: Any) -> CaptumCall:
-        """Check the options and build the call.
+    def _prepare(self, model: Any, input_data: Inputs, **kwargs: Any) -> CaptumCall:
+        """Check the options and build the call (``input_data``: the checked
+        :class:`~foxcem.core.inputs.Inputs`).
 
         Implementations list their options as explicit keyword-only arguments (Captum's names),
         so a misspelt option raises ``TypeError`` naming it.
@@ -247,9 +80,7 @@ class CaptumExplainer(Explainer):
         own = [name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY]
         return own + ["threads"] + ([] if "show_progress" in own else ["show_progress"])
 
-    def _attribute(
-        self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
-    ) -> torch.Tensor:
+    def _attribute(self, model: Any, inputs: Inputs, target: torch.Tensor, **kwargs: Any) -> Any:
         parameters = inspect.signature(self._prepare).parameters.values()
         open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)  # e.g. NoiseTunnel's
         if not open_ended:
@@ -257,27 +88,78 @@ class CaptumExplainer(Explainer):
         threads = check_threads(kwargs.pop("threads", "auto"))
         own_bar = "show_progress" in inspect.signature(self._prepare).parameters
         progress = False if own_bar else check_progress(kwargs.pop("show_progress", "auto"))
-        call = self._prepare(model, input_data, **kwargs)
+        call = self._prepare(model, inputs, **kwargs)
         call.threads, call.progress = threads, progress
         call.label = self.registry_name or type(self).__name__
-        return call.run(input_data, target)
+        return call.run(call.inputs if call.inputs is not None else inputs, target)
 
 
 class LayerCaptumExplainer(CaptumExplainer):
-    """Base of the Captum layer methods: ``layer`` defaults to the model's last ``nn.Conv2d``."""
+    """Base of the Captum layer methods: ``layer`` defaults to the model's last ``nn.Conv2d``.
+
+    Integer inputs (token ids) are accepted: what varies is the layer's output, e.g. an
+    embedding's, with ``baselines`` as token ids (a pad token); ids outside an ``nn.Embedding``
+    layer's range are refused up front.
+    """
 
     hooks_modules = True
+    accepts_integers = True
+    #: Whether ``layer`` may be a list of layers (Captum's LayerIntegratedGradients and
+    #: LayerGradientXActivation take one; the result is then a list).
+    accepts_layer_list: ClassVar[bool] = False
     #: The layer explained when none is given: the last ``nn.Conv2d`` (Grad-CAM overrides it).
     default_layer = staticmethod(get_last_conv_layer)
 
-    def create_explainer(self, model: Any, layer: Optional[nn.Module] = None, **kwargs: Any) -> Any:
+    def create_explainer(self, model: Any, layer: LayerLike = None, **kwargs: Any) -> Any:
         """The Captum layer-attribution object for ``model`` and ``layer``.
 
         Args:
             model: the model to explain.
-            layer: the layer whose input/output is attributed; ``None``: the model's last
-                ``nn.Conv2d`` (a model without one raises ``ValueError``).
+            layer: the layer whose input/output is attributed (a list of layers where
+                :attr:`accepts_layer_list`); ``None``: the model's last ``nn.Conv2d`` (a model
+                without one raises ``ValueError``).
             **kwargs: other arguments of the Captum class's constructor.
         """
+        if isinstance(layer, (list, tuple)):
+            if not self.accepts_layer_list:
+                raise TypeError(
+                    f"`layer` must be one torch.nn.Module for {self.registry_name}; a list of "
+                    "layers is taken by layer_integrated_gradients and layer_input_x_gradient"
+                )
+            if not layer:
+                raise ValueError("`layer` is an empty list")
+            layers = [resolve_layer(model, item, type(self).default_layer) for item in layer]
+            return self.captum_class(model, layer=layers, **kwargs)
         layer = resolve_layer(model, layer, type(self).default_layer)
         return self.captum_class(model, layer=layer, **kwargs)
+
+    def _check_inputs(self, model: Any, inputs: Inputs, options: dict[str, Any]) -> None:
+        """Token ids, and integer baselines, inside the range of the embedding explained."""
+        if inputs.has_integers:
+            layers = options.get("layer")
+            layers = layers if isinstance(layers, (list, tuple)) else [layers]
+            # Of several embeddings (token, position…), the ids index the largest vocabulary.
+            sizes = [layer.num_embeddings for layer in layers if isinstance(layer, nn.Embedding)]
+            if sizes:
+                check_token_ids(inputs, options.get("baselines"), max(sizes))
+
+
+def check_token_ids(inputs: Inputs, baselines: Any, vocabulary: int) -> None:
+    """Token ids in ``inputs`` (and integer ``baselines``) are in [0, vocabulary)."""
+    named = [(f"input_data[{i}]" if inputs.is_tuple else "input_data", t)
+             for i, t in enumerate(inputs.tensors) if not t.is_floating_point()]  # fmt: skip
+    if isinstance(baselines, int) and not isinstance(baselines, bool):
+        baselines = torch.tensor([baselines])
+    for i, value in enumerate(baselines if isinstance(baselines, (tuple, list)) else [baselines]):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = torch.tensor([value])
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            named.append(("baselines" if not isinstance(baselines, (tuple, list)) else
+                          f"baselines[{i}]", value))  # fmt: skip
+    for name, ids in named:
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocabulary:
+            raise ValueError(
+                f"`{name}` holds token ids in [{low}, {high}], outside the embedding's "
+                f"[0, {vocabulary - 1}]"
+            )

@@ -20,8 +20,9 @@ from foxcem.attribution.baselines import (
     resolve_baselines,
 )
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
-from foxcem.attribution.layers import require_module
+from foxcem.attribution.layers import check_grad_kwargs, require_module
 from foxcem.core.checks import check_bool
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = [
@@ -89,7 +90,7 @@ class DeepLIFTCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         baselines: BaselineLike = None,
         additional_forward_args: Any = None,
@@ -113,7 +114,8 @@ class LayerDeepLIFTCVExplainer(LayerCaptumExplainer):
     """DeepLIFT attributions of a layer's neurons.
 
     Options: those of :class:`DeepLIFTCVExplainer` (without ``eps``), plus ``layer`` (default:
-    the model's last ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
+    the model's last ``nn.Conv2d``), ``attribute_to_layer_input`` (``False``) and
+    ``grad_kwargs``.
 
     Returns:
         Attributions of the layer output's (or input's) shape.
@@ -125,7 +127,7 @@ class LayerDeepLIFTCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         baselines: BaselineLike = None,
@@ -134,6 +136,7 @@ class LayerDeepLIFTCVExplainer(LayerCaptumExplainer):
         attribute_to_layer_input: bool = False,
         custom_attribution_func: Optional[Callable[..., tuple[torch.Tensor, ...]]] = None,
         multiply_by_inputs: bool = True,
+        grad_kwargs: Optional[dict] = None,
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         require_module(model, self.algorithm_name)
@@ -143,6 +146,7 @@ class LayerDeepLIFTCVExplainer(LayerCaptumExplainer):
             custom_attribution_func,
             attribute_to_layer_input,
         )
+        options["grad_kwargs"] = check_grad_kwargs(grad_kwargs)
         options["baselines"] = resolve_baselines(baselines, input_data, seed)
         algorithm = self.create_explainer(model, layer=layer, multiply_by_inputs=multiply_by_inputs)
         return CaptumCall(algorithm, options)
@@ -176,7 +180,7 @@ class DeepLIFTSHAPCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         baselines: BaselineLike = None,
         n_baselines: int = 10,
@@ -215,7 +219,7 @@ class LayerDeepLIFTSHAPCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         baselines: BaselineLike = None,

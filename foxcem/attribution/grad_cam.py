@@ -16,6 +16,7 @@ from torch import nn
 from foxcem.attribution.captum_explainer import CaptumCall, LayerCaptumExplainer
 from foxcem.attribution.layers import get_last_block, require_module
 from foxcem.core.checks import check_bool, check_choice
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["LayerGradCAMCVExplainer", "GuidedGradCAMCVExplainer", "INTERPOLATE_MODES"]
@@ -25,10 +26,20 @@ INTERPOLATE_MODES = ("nearest", "area", "bilinear", "bicubic")
 
 
 def upsample_to_input(
-    attributions: torch.Tensor, inputs: torch.Tensor, interpolate_mode: str
+    attributions: torch.Tensor, inputs: Inputs, interpolate_mode: str, method: str = "Grad-CAM"
 ) -> torch.Tensor:
-    """Resize a layer map (N, C', H', W') to the input's spatial size (N, C', H, W)."""
-    return LayerAttribution.interpolate(attributions, tuple(inputs.shape[2:]), interpolate_mode)
+    """Resize a layer map (N, C', H', W') to the input images' size (N, C', H, W).
+
+    Raises:
+        ValueError: for inputs that are not an image batch, or a map that is not 4-D.
+    """
+    images = inputs.images(method, "upsampling the map to the input (upsample=True)")
+    if attributions.dim() != 4:
+        raise ValueError(
+            f"`layer` gives {attributions.dim()}-D maps that cannot be upsampled "
+            "to the input; pass `upsample=False` or a convolutional layer"
+        )
+    return LayerAttribution.interpolate(attributions, tuple(images.shape[2:]), interpolate_mode)
 
 
 @register_explainer("layer_gradcam")
@@ -61,7 +72,7 @@ class LayerGradCAMCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         relu_attributions: bool = True,
@@ -83,13 +94,8 @@ class LayerGradCAMCVExplainer(LayerCaptumExplainer):
         finish = None
         if check_bool(upsample, "upsample"):
 
-            def finish(attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-                if attributions.dim() != 4:
-                    raise ValueError(
-                        f"`layer` gives {attributions.dim()}-D maps that cannot be upsampled "
-                        "to the input; pass `upsample=False` or a convolutional layer"
-                    )
-                return upsample_to_input(attributions, inputs, interpolate_mode)
+            def finish(attributions: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+                return upsample_to_input(attributions, inputs, interpolate_mode, "layer_gradcam")
 
         return CaptumCall(self.create_explainer(model, layer=layer), options, finish=finish)
 
@@ -118,7 +124,7 @@ class GuidedGradCAMCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         interpolate_mode: str = "nearest",

@@ -14,6 +14,7 @@ from captum.attr import Saliency
 
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
 from foxcem.core.checks import check_choice
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["GradientCVExplainer", "abs_max"]
@@ -47,14 +48,25 @@ class GradientCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         aggregate: Optional[str] = None,
         additional_forward_args: Any = None,
     ) -> CaptumCall:
         check_choice(aggregate, "aggregate", AGGREGATIONS)
+        if aggregate and any(t.dim() < 3 for t in input_data.tensors):
+            raise ValueError(
+                "`aggregate='abs_max'` reduces the channels of (N, C, …) inputs; for inputs of "
+                f"shape {input_data.shapes()} leave it None"
+            )
+
+        def finish(attributions: Any, _: Inputs) -> Any:
+            if isinstance(attributions, tuple):
+                return tuple(abs_max(a) for a in attributions)
+            return abs_max(attributions)
+
         return CaptumCall(
             self.create_explainer(model),
             {"abs": False, "additional_forward_args": additional_forward_args},
-            finish=(lambda attributions, _: abs_max(attributions)) if aggregate else None,
+            finish=finish if aggregate else None,
         )

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-import torch
 from captum.attr import GradientShap, LayerGradientShap
 from torch import nn
 
 from foxcem.attribution.baselines import BaselineLike, resolve_baseline_distribution
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
+from foxcem.attribution.embedding import embeddings_as_inputs
 from foxcem.core.batching import auto_batch_size, check_batch_size
 from foxcem.core.checks import check_bool, check_positive_int
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed
 
@@ -35,18 +36,18 @@ def check_stdevs(stdevs: object, name: str = "stdevs") -> float:
 
 
 def samples_per_pass(
-    internal_batch_size: Union[int, str, None], input_data: torch.Tensor, copies: int
+    internal_batch_size: Union[int, str, None], inputs: Inputs, copies: int
 ) -> Optional[int]:
     """Samples per pass for a method whose rows are the samples times ``copies``."""
     rows = check_batch_size(internal_batch_size, "internal_batch_size")
     if rows == "auto":
-        total = input_data.shape[0] * copies
-        rows = auto_batch_size(input_data[0].numel(), input_data.device, total, minimum=64)
+        total = inputs.num_samples * copies
+        rows = auto_batch_size(inputs.sample_numel, inputs.device, total, minimum=64)
     return None if rows is None else max(1, int(rows) // copies)
 
 
 def _options(
-    input_data: torch.Tensor,
+    input_data: Inputs,
     baselines: BaselineLike,
     n_baselines: int,
     n_samples: int,
@@ -58,7 +59,11 @@ def _options(
     return {
         "baselines": resolve_baseline_distribution(baselines, input_data, seed, n_baselines),
         "n_samples": check_positive_int(n_samples, "n_samples"),
-        "stdevs": check_stdevs(stdevs),
+        "stdevs": (
+            tuple(check_stdevs(v) for v in stdevs)
+            if isinstance(stdevs, tuple)
+            else check_stdevs(stdevs)
+        ),  # fmt: skip
         "additional_forward_args": additional_forward_args,
         "return_convergence_delta": check_bool(
             return_convergence_delta, "return_convergence_delta"
@@ -98,7 +103,7 @@ class GradientSHAPCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         baselines: BaselineLike = None,
         n_baselines: int = 10,
@@ -131,7 +136,8 @@ class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
     """GradientSHAP attributions of a layer's neurons.
 
     Options: those of :class:`GradientSHAPCVExplainer`, plus ``layer`` (default: the model's
-    last ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
+    last ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``). For token ids (N, T) at
+    their ``nn.Embedding``, baselines are token ids and the draws run between embeddings.
 
     Returns:
         Attributions of the layer output's (or input's) shape.
@@ -144,7 +150,7 @@ class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         baselines: BaselineLike = None,
@@ -158,8 +164,13 @@ class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         seed = check_seed(seed)
+        call_inputs, context = input_data, None
+        if input_data.has_integers:  # token ids: sample between embeddings
+            call_inputs, baselines, layer, context = embeddings_as_inputs(
+                model, layer, input_data, baselines, "layer_gradient_shap"
+            )
         options = _options(
-            input_data,
+            call_inputs,
             baselines,
             n_baselines,
             n_samples,
@@ -171,5 +182,12 @@ class LayerGradientSHAPCVExplainer(LayerCaptumExplainer):
         options["attribute_to_layer_input"] = check_bool(
             attribute_to_layer_input, "attribute_to_layer_input"
         )
-        algorithm = self.create_explainer(model, layer=layer, multiply_by_inputs=multiply_by_inputs)
-        return CaptumCall(algorithm, options, seed=seed, random=True)
+        if context is None:
+            algorithm = self.create_explainer(
+                model, layer=layer, multiply_by_inputs=multiply_by_inputs
+            )
+            return CaptumCall(algorithm, options, seed=seed, random=True)
+        algorithm = LayerGradientShap(model, layer, multiply_by_inputs=multiply_by_inputs)
+        return CaptumCall(
+            algorithm, options, seed=seed, random=True, context=context, inputs=call_inputs
+        )

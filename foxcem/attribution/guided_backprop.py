@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from captum.attr import Deconvolution, GuidedBackprop
 
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
 from foxcem.attribution.layers import require_module
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["GuidedBackpropCVExplainer", "DeconvolutionCVExplainer"]
@@ -25,7 +25,7 @@ class _ModifiedReluExplainer(CaptumExplainer):
     hooks_modules = True
 
     def _prepare(
-        self, model: Any, input_data: torch.Tensor, *, additional_forward_args: Any = None
+        self, model: Any, input_data: Inputs, *, additional_forward_args: Any = None
     ) -> CaptumCall:
         require_module(model, self.algorithm_name)
         options = {"additional_forward_args": additional_forward_args}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-import torch
 from captum.attr import IntegratedGradients, LayerIntegratedGradients
-from torch import nn
 
 from foxcem.attribution.baselines import BaselineLike, path_integral_options
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
+from foxcem.attribution.layers import LayerLike, check_grad_kwargs
 from foxcem.core.checks import check_bool
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["IntegratedGradientsCVExplainer", "LayerIntegratedGradientsCVExplainer"]
@@ -38,8 +38,9 @@ class IntegratedGradientsCVExplainer(CaptumExplainer):
     * ``seed`` (0) — seed of a ``"random"`` baseline.
 
     Returns:
-        Attributions of the input's shape (N, C, H, W); with ``return_convergence_delta`` a
-        tuple ``(attributions, delta)`` with ``delta`` of shape (N,).
+        Attributions of the input's shape (N, …) (a tuple of them for a tuple of inputs); with
+        ``return_convergence_delta`` a tuple ``(attributions, delta)`` with ``delta`` of shape
+        (N,).
     """
 
     algorithm_name = "Integrated Gradients"
@@ -48,7 +49,7 @@ class IntegratedGradientsCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         baselines: BaselineLike = None,
         additional_forward_args: Any = None,
@@ -82,26 +83,31 @@ class LayerIntegratedGradientsCVExplainer(LayerCaptumExplainer):
 
     Options: those of :class:`IntegratedGradientsCVExplainer`, plus
 
-    * ``layer`` — the layer to attribute to; ``None`` (default): the model's last
-      ``nn.Conv2d`` (a model without one raises ``ValueError``).
+    * ``layer`` — the layer to attribute to, or a list of layers (the result is then a list);
+      ``None`` (default): the model's last ``nn.Conv2d`` (a model without one raises
+      ``ValueError``). For a text model, the embedding: ``input_data`` are then token ids
+      (N, T) and ``baselines`` token ids too (an int such as the pad token, or (N, T)/(1, T)).
+    * ``grad_kwargs`` — keyword arguments for ``torch.autograd.grad``.
     * ``attribute_to_layer_input`` (``False``) — attribute to the layer's input instead of its
       output.
 
     Returns:
         Attributions of the layer output's shape (the layer input's with
-        ``attribute_to_layer_input=True``), e.g. (N, C', H', W') for a convolution; with
+        ``attribute_to_layer_input=True``), e.g. (N, C', H', W') for a convolution or
+        (N, T, E) for an embedding; a list of them for a list of layers; with
         ``return_convergence_delta`` a tuple ``(attributions, delta)``.
     """
 
     algorithm_name = "Layer Integrated Gradients"
     captum_class = LayerIntegratedGradients
+    accepts_layer_list = True
 
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
-        layer: Optional[nn.Module] = None,
+        layer: LayerLike = None,
         baselines: BaselineLike = None,
         additional_forward_args: Any = None,
         n_steps: int = 50,
@@ -110,6 +116,7 @@ class LayerIntegratedGradientsCVExplainer(LayerCaptumExplainer):
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         multiply_by_inputs: bool = True,
+        grad_kwargs: Optional[dict] = None,
         seed: Optional[int] = 0,
     ) -> CaptumCall:
         options = path_integral_options(
@@ -125,5 +132,6 @@ class LayerIntegratedGradientsCVExplainer(LayerCaptumExplainer):
         options["attribute_to_layer_input"] = check_bool(
             attribute_to_layer_input, "attribute_to_layer_input"
         )
+        options["grad_kwargs"] = check_grad_kwargs(grad_kwargs)
         algorithm = self.create_explainer(model, layer=layer, multiply_by_inputs=multiply_by_inputs)
         return CaptumCall(algorithm, options)

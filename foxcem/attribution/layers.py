@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from torch import nn
 
-__all__ = ["get_last_block", "get_last_conv_layer", "resolve_layer", "require_module"]
+__all__ = [
+    "LayerLike",
+    "check_grad_kwargs",
+    "get_last_block",
+    "get_last_conv_layer",
+    "layer_name",
+    "resolve_layer",
+    "require_module",
+]
+
+#: One layer, a list of layers (for the methods that take one), or ``None`` (the default).
+LayerLike = Union[nn.Module, Sequence[nn.Module], None]
+
+
+def layer_name(model: Any, layer: nn.Module) -> str:
+    """The layer's name in the model (``"layer4.1.conv2"``), or its class name."""
+    if isinstance(model, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name or type(layer).__name__
+    return type(layer).__name__
+
+
+def check_grad_kwargs(value: object) -> Optional[dict]:
+    """Captum's ``grad_kwargs`` (keyword arguments for ``torch.autograd.grad``): a dict or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"`grad_kwargs` must be a dict or None, got {type(value).__name__}")
+    return dict(value)
 
 
 def require_module(model: Any, method: str) -> nn.Module:

@@ -24,6 +24,7 @@ from torch import nn
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
 from foxcem.attribution.layers import require_module
 from foxcem.core.checks import check_bool
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["LRPCVExplainer", "LayerLRPCVExplainer", "lrp_rules_applied"]
@@ -115,7 +116,7 @@ class LRPCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         rules: Optional[RuleMap] = None,
         return_convergence_delta: bool = False,
@@ -153,7 +154,7 @@ class LayerLRPCVExplainer(LayerCaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         layer: Optional[nn.Module] = None,
         rules: Optional[RuleMap] = None,

@@ -56,7 +56,7 @@ def captum_ready(algorithm: Any) -> Iterator[None]:
             m._backward_hooks = hooks
 
 
-def reused_module_error(algorithm: Any, inputs: torch.Tensor, method: str) -> ValueError:
+def reused_module_error(algorithm: Any, inputs: Any, method: str) -> ValueError:
     """A ValueError naming the non-linear modules the model calls more than once per forward."""
     model = getattr(algorithm, "model", None) or getattr(algorithm, "forward_func", None)
     names: list[str] = []
@@ -69,7 +69,7 @@ def reused_module_error(algorithm: Any, inputs: torch.Tensor, method: str) -> Va
         ]
         try:
             with torch.no_grad():
-                model(inputs[:1])
+                inputs.rows(slice(0, 1)).scores(model)
         finally:
             for handle in handles:
                 handle.remove()

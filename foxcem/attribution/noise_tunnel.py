@@ -24,6 +24,7 @@ from foxcem.core.checks import (
     check_options,
     check_positive_int,
 )
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import get_explainer_class, register_explainer
 from foxcem.core.seeding import check_seed
 
@@ -73,15 +74,13 @@ def _with_wrapped_attribute(algorithm: Any) -> Any:
     return algorithm
 
 
-def _copies_per_pass(
-    value: Union[int, str, None], input_data: torch.Tensor, copies: int
-) -> Optional[int]:
+def _copies_per_pass(value: Union[int, str, None], inputs: Inputs, copies: int) -> Optional[int]:
     rows = check_batch_size(value, "nt_samples_batch_size")
     if rows != "auto":
         return rows  # type: ignore[return-value]
-    total = input_data.shape[0] * copies
-    rows = auto_batch_size(input_data[0].numel(), input_data.device, total, minimum=64)
-    return None if rows >= total else max(1, rows // input_data.shape[0])
+    total = inputs.num_samples * copies
+    rows = auto_batch_size(inputs.sample_numel, inputs.device, total, minimum=64)
+    return None if rows >= total else max(1, rows // inputs.num_samples)
 
 
 @register_explainer("noise_tunnel")
@@ -129,7 +128,7 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         nt_type: str = "smoothgrad",
         nt_samples: int = 5,
@@ -153,10 +152,10 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
         if (
             isinstance(baselines, torch.Tensor)
             and not draw_baseline_from_distrib
-            and baselines.shape[0] not in (1, input_data.shape[0])
+            and baselines.shape[0] not in (1, input_data.num_samples)
         ):
             raise ValueError(
-                f"`baselines` holds {baselines.shape[0]} baselines for {input_data.shape[0]} "
+                f"`baselines` holds {baselines.shape[0]} baselines for {input_data.num_samples} "
                 "samples; pass `draw_baseline_from_distrib=True` to draw one per noisy copy"
             )
         nt_options = {
@@ -165,7 +164,11 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
             "nt_samples_batch_size": _copies_per_pass(
                 nt_samples_batch_size, input_data, check_positive_int(nt_samples, "nt_samples")
             ),
-            "stdevs": check_stdevs(stdevs),
+            "stdevs": (
+                tuple(check_stdevs(v) for v in stdevs)
+                if isinstance(stdevs, tuple)
+                else check_stdevs(stdevs)
+            ),  # fmt: skip
             "draw_baseline_from_distrib": draw_baseline_from_distrib,
             **inner.options,
         }

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Union
 
-import torch
 from captum.attr import Occlusion
 
 from foxcem.attribution.baselines import BaselineLike, resolve_baselines
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
 from foxcem.core.checks import check_positive_int
+from foxcem.core.inputs import Inputs
 from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
 
@@ -61,19 +61,23 @@ class OcclusionCVExplainer(CaptumExplainer):
     * ``show_progress`` (``"auto"``: a bar for many positions when stderr is a terminal),
       ``additional_forward_args``, ``seed`` (0).
 
+    Any input shape, and tuples of inputs (one window per input), with ``sliding_window_shapes``
+    given; the default window needs an image batch (N, C, H, W).
+
     Returns:
-        Attributions of the input's shape (N, C, H, W). Captum divides by float32 window counts,
-        so a float64 input gets float32 attributions.
+        Attributions of the input's shape (a tuple for a tuple of inputs). Captum divides by
+        float32 window counts, so a float64 input gets float32 attributions.
     """
 
     algorithm_name = "Occlusion"
     needs_gradients = False
+    accepts_integers = True
     captum_class = Occlusion
 
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         sliding_window_shapes: Optional[tuple[int, ...]] = None,
         strides: Union[None, int, tuple[int, ...]] = None,
@@ -83,31 +87,60 @@ class OcclusionCVExplainer(CaptumExplainer):
         show_progress: Union[bool, str] = "auto",
         seed: Optional[int] = 0,
     ) -> CaptumCall:
-        ndim = input_data.dim() - 1
+        inputs = input_data
         if sliding_window_shapes is None:
-            window, default_strides = default_window(tuple(input_data.shape[1:]))
+            images = inputs.images(
+                "occlusion", "the default window (about 1/14 of each side; give "
+                "`sliding_window_shapes` for other inputs)",
+            )  # fmt: skip
+            window, default_strides = default_window(tuple(images.shape[1:]))
             strides = default_strides if strides is None else strides
+            windows, stride_list = [window], [strides]
+        elif inputs.is_tuple:
+            if not isinstance(sliding_window_shapes, tuple) or len(sliding_window_shapes) != len(
+                inputs.tensors
+            ):
+                raise ValueError(
+                    "`sliding_window_shapes` must hold one window (a tuple) per input tensor "
+                    f"({len(inputs.tensors)}) for a tuple of inputs"
+                )
+            windows = list(sliding_window_shapes)
+            if strides is not None and (
+                not isinstance(strides, tuple) or len(strides) != len(windows)
+            ):
+                raise ValueError("`strides` must hold one entry per input tensor")
+            stride_list = list(strides) if strides is not None else [None] * len(windows)
         else:
-            window = _check_window(sliding_window_shapes, "sliding_window_shapes", ndim, False)
-        if perturbations_per_eval is None:
-            perturbations_per_eval = max(1, 256 // input_data.shape[0])
-        if any(w > s for w, s in zip(window, input_data.shape[1:])):
-            raise ValueError(
-                f"`sliding_window_shapes` {window} is larger than the input sample "
-                f"{tuple(input_data.shape[1:])}"
+            windows, stride_list = [sliding_window_shapes], [strides]
+        checked_windows, checked_strides = [], []
+        for tensor, window, stride in zip(inputs.tensors, windows, stride_list):
+            ndim = tensor.dim() - 1
+            window = _check_window(window, "sliding_window_shapes", ndim, False)
+            if any(w > s for w, s in zip(window, tensor.shape[1:])):
+                raise ValueError(
+                    f"`sliding_window_shapes` {window} is larger than the input sample "
+                    f"{tuple(tensor.shape[1:])}"
+                )
+            checked_windows.append(window)
+            checked_strides.append(
+                None if stride is None else _check_window(stride, "strides", ndim, allow_int=True)
             )
+        if perturbations_per_eval is None:
+            perturbations_per_eval = max(1, 256 // inputs.num_samples)
+        positions = sum(
+            _positions(t.shape[1:], w, s)
+            for t, w, s in zip(inputs.tensors, checked_windows, checked_strides)
+        )
         options = {
-            "sliding_window_shapes": window,
-            "strides": None
-            if strides is None
-            else _check_window(strides, "strides", ndim, allow_int=True),
-            "baselines": resolve_baselines(baselines, input_data, seed),
+            "sliding_window_shapes": tuple(checked_windows)
+            if inputs.is_tuple
+            else checked_windows[0],
+            "strides": (tuple(checked_strides) if inputs.is_tuple else checked_strides[0]),
+            "baselines": resolve_baselines(baselines, inputs, seed),
             "additional_forward_args": additional_forward_args,
             "perturbations_per_eval": check_positive_int(
                 perturbations_per_eval, "perturbations_per_eval"
             ),
-            "show_progress": wants_progress(
-                show_progress, _positions(input_data.shape[1:], window, strides)
-            ),
+            "show_progress": wants_progress(show_progress, positions, "show_progress"),
         }
         return CaptumCall(self.create_explainer(model), options)

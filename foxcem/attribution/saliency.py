@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from captum.attr import Saliency
 
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
 from foxcem.core.checks import check_bool
+from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
 __all__ = ["SaliencyCVExplainer"]
@@ -34,7 +34,7 @@ class SaliencyCVExplainer(CaptumExplainer):
     def _prepare(
         self,
         model: Any,
-        input_data: torch.Tensor,
+        input_data: Inputs,
         *,
         abs: bool = True,  # noqa: A002 - Captum's name
         additional_forward_args: Any = None,

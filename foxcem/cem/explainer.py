@@ -22,6 +22,7 @@ from foxcem.core.checks import (
     check_positive_int,
 )
 from foxcem.core.explainer import Explainer
+from foxcem.core.inputs import Inputs
 from foxcem.core.progress import wants_progress
 from foxcem.core.registry import register_explainer
 from foxcem.core.seeding import check_seed, fresh_seed
@@ -255,8 +256,9 @@ class CEMExplainer(Explainer):
         return super().calculate_features(model, input_data, pred_label_idx, **kwargs)
 
     def _attribute(
-        self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
+        self, model: Any, inputs: Inputs, target: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
+        input_data = inputs.single("cem", "one tensor (N, …)")
         if input_data.dim() < 2:
             raise ValueError(
                 f"`input_data` must be a batch (N, ...), got shape {tuple(input_data.shape)}"

@@ -209,7 +209,9 @@ def _explain(
         except (TypeError, ValueError) as exc:
             message = first_line(exc).replace("`pred_label_idx`", "--target")
             raise CLIError(f"{args.method}: {message}") from None
-        result, delta = split_convergence_delta(result)
+        result, delta = split_convergence_delta(
+            result, options.get("return_convergence_delta", False) is True
+        )
         parts.append(result.detach().cpu())
         if delta is not None:
             deltas.append(delta.detach().cpu())

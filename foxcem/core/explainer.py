@@ -15,42 +15,65 @@ from foxcem.core.checks import (
     check_same_device,
     check_scores,
     check_target,
-    check_tensor,
 )
+from foxcem.core.inputs import InputLike, Inputs, check_inputs, forward_args
 from foxcem.core.model_state import gradients_enabled, preserve_model_state
 
 __all__ = [
     "Explainer",
+    "detach_result",
     "forward_args",
     "model_dtype",
     "differentiable_scores",
     "predict_scores",
+    "run_model",
     "split_convergence_delta",
     "validate_result",
 ]
 
 
 def split_convergence_delta(
-    result: Union[torch.Tensor, tuple[torch.Tensor, ...]],
-) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    result: Any, with_delta: Optional[bool] = None
+) -> tuple[Any, Optional[torch.Tensor]]:
     """``(attributions, delta)`` from a ``calculate_features`` result.
 
     Explainers return the attributions alone, or ``(attributions, delta)`` when asked for the
     convergence delta (``return_convergence_delta=True``); ``delta`` is ``None`` for the former.
+    The attributions of a tuple input are themselves a tuple of tensors, each with the sample
+    dimension first, while a delta is (N,): a pair ``(tensor of ≥ 2 dims, 1-D tensor)`` or
+    ``(tuple/list, 1-D tensor)`` is read as attributions and delta. A caller who knows whether it
+    asked for the delta says so with ``with_delta`` (exact for every shape).
     """
-    if isinstance(result, tuple):
-        return result[0], (result[1] if len(result) > 1 else None)
+    if with_delta is not None:
+        return (result[0], result[1]) if with_delta else (result, None)
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], torch.Tensor):
+        first, delta = result
+        if delta.dim() == 1 and not (isinstance(first, torch.Tensor) and first.dim() < 2):
+            return first, delta
     return result, None
 
 
-def validate_result(attributions: torch.Tensor) -> None:
+def _result_tensors(result: Any) -> list[Any]:
+    """The tensors of a result: a tensor, a tuple/list of them, or lists of tuples (layers)."""
+    if isinstance(result, (tuple, list)):
+        return [t for item in result for t in _result_tensors(item)]
+    return [result]
+
+
+def detach_result(result: Any) -> Any:
+    """A result with every tensor detached, its structure (tuple, list) kept."""
+    if isinstance(result, (tuple, list)):
+        return type(result)(detach_result(item) for item in result)
+    return result.detach() if isinstance(result, torch.Tensor) else result
+
+
+def validate_result(attributions: Any) -> None:
     """Reject an empty attribution.
 
     Raises:
         RuntimeError: if ``attributions`` has a zero in its shape.
     """
-    tensors = attributions if isinstance(attributions, (tuple, list)) else (attributions,)
-    for tensor in tensors:
+    for tensor in _result_tensors(attributions):
         if not isinstance(tensor, torch.Tensor):
             raise RuntimeError(f"the explainer returned {type(tensor).__name__}, not a tensor")
         if 0 in tensor.shape:
@@ -59,23 +82,30 @@ def validate_result(attributions: torch.Tensor) -> None:
             )
 
 
-def forward_args(additional_forward_args: Any) -> tuple[Any, ...]:
-    """Captum's ``additional_forward_args`` as the tuple of extra positional arguments."""
-    if additional_forward_args is None:
-        return ()
-    if isinstance(additional_forward_args, tuple):
-        return additional_forward_args
-    return (additional_forward_args,)
-
-
 def predict_scores(
-    model: Any, input_data: torch.Tensor, additional_forward_args: Any = None
+    model: Any, input_data: Union[torch.Tensor, Inputs], additional_forward_args: Any = None
 ) -> torch.Tensor:
-    """Class scores (N, classes) of ``model`` on ``input_data`` (and the extra forward
-    arguments, as Captum passes them), checked, without autograd."""
+    """Class scores (N, classes) of ``model`` on ``input_data`` (a tensor or checked
+    :class:`~foxcem.core.inputs.Inputs`, and the extra forward arguments, as Captum passes
+    them), checked, without autograd."""
+    inputs = input_data if isinstance(input_data, Inputs) else Inputs([input_data], False)
     with torch.no_grad():
-        scores = model(input_data, *forward_args(additional_forward_args))
-    return check_scores(scores, input_data.shape[0], device=input_data.device)
+        scores = run_model(model, inputs, additional_forward_args)
+    return check_scores(scores, inputs.num_samples, device=inputs.device)
+
+
+def run_model(model: Any, inputs: Inputs, additional_forward_args: Any = None) -> Any:
+    """The model's answer for ``inputs``; a failure inside the model (a shape or dtype it
+    cannot take) becomes one ``ValueError`` naming ``input_data`` and its shape."""
+    try:
+        return inputs.scores(model, additional_forward_args)
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        why = lines[0][:300] if lines else type(exc).__name__
+        raise ValueError(
+            f"the model cannot run on `input_data` of shape {inputs.shapes()}: "
+            f"{type(exc).__name__}: {why}"
+        ) from exc
 
 
 def model_dtype(model: Any) -> Optional[torch.dtype]:
@@ -89,10 +119,15 @@ def model_dtype(model: Any) -> Optional[torch.dtype]:
 
 
 def differentiable_scores(
-    model: Any, input_data: torch.Tensor, method: str, additional_forward_args: Any = None
+    model: Any,
+    input_data: Union[torch.Tensor, Inputs],
+    method: str,
+    additional_forward_args: Any = None,
 ) -> torch.Tensor:
     """Class scores (N, classes), checked, from a forward pass that also proves the model
-    differentiable: a model whose scores carry no autograd graph to its input is refused.
+    differentiable: a model whose scores carry no autograd graph to its (floating) inputs is
+    refused. For integer inputs only (token ids, explained at a layer) only a model that says
+    ``differentiable = False`` is refused.
 
     A model that says ``differentiable = False`` (a NumPy or ONNX Runtime model behind
     :class:`~foxcem.InferenceWrapper`) is refused without running it.
@@ -100,30 +135,37 @@ def differentiable_scores(
     Raises:
         ValueError: naming the method and what to use instead.
     """
+    inputs = input_data if isinstance(input_data, Inputs) else Inputs([input_data], False)
     out = None
+    floating = any(t.is_floating_point() for t in inputs.tensors)
     if getattr(model, "differentiable", True) is not False:
         with gradients_enabled():
-            probe = input_data.detach().requires_grad_(True)
-            out = model(probe, *forward_args(additional_forward_args))
+            probe = inputs.map(
+                lambda t: t.detach().requires_grad_(True) if t.is_floating_point() else t
+            )
+            out = run_model(model, probe, additional_forward_args)
+    if out is not None and not floating and isinstance(out, torch.Tensor):
+        return check_scores(out.detach(), inputs.num_samples, device=inputs.device)
     if not (isinstance(out, torch.Tensor) and out.requires_grad):
         raise ValueError(
             f"{method} needs gradients, but the model's output has no autograd graph to its "
             "input (a NumPy or ONNX Runtime model, or one run under torch.no_grad); use a "
-            "forward-only method: 'occlusion', or 'cem' with gradient='urv'"
+            "forward-only method: 'occlusion', 'feature_ablation', 'kernel_shap', 'lime', or "
+            "'cem' with gradient='urv'"
         )
-    return check_scores(out.detach(), input_data.shape[0])
+    return check_scores(out.detach(), inputs.num_samples, device=inputs.device)
 
 
-#: module -> {(parameter ids, input shape, dtype, gradients probed): number of classes}
+#: module -> {(parameter ids, input signature, gradients probed): number of classes}
 _PROBED: weakref.WeakKeyDictionary[Any, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-def _probe_key(model: Any, inputs: torch.Tensor, gradients: bool) -> Optional[tuple]:
+def _probe_key(model: Any, inputs: Inputs, gradients: bool) -> Optional[tuple]:
     """What a remembered probe depends on; ``None`` for a callable that is no module."""
     if not isinstance(model, nn.Module):
         return None
     params = tuple(id(p) for p in model.parameters())
-    return (params, tuple(inputs.shape[1:]), inputs.dtype, inputs.device, gradients)
+    return (params, inputs.signature(), gradients)
 
 
 class Explainer(ABC):
@@ -141,8 +183,11 @@ class Explainer(ABC):
     algorithm_name: ClassVar[str] = ""
     #: Name under which the class is registered (set by ``register_explainer``).
     registry_name: ClassVar[str] = ""
-    #: Number of input dimensions required (4 for the computer-vision explainers, ``None``: any).
-    input_ndim: ClassVar[Optional[int]] = 4
+    #: Number of input dimensions required (``None``: any shape, (N, …)).
+    input_ndim: ClassVar[Optional[int]] = None
+    #: Whether integer inputs (token ids) are accepted: by layer methods (the layer's output is
+    #: what varies) and by perturbation methods.
+    accepts_integers: ClassVar[bool] = False
     #: Whether the method differentiates the model (checked up front: a black-box model is
     #: refused with a clear message before any work).
     needs_gradients: ClassVar[bool] = True
@@ -156,26 +201,27 @@ class Explainer(ABC):
         """Build the configured algorithm object for ``model``."""
 
     @abstractmethod
-    def _attribute(
-        self, model: Any, input_data: torch.Tensor, target: torch.Tensor, **kwargs: Any
-    ) -> torch.Tensor:
-        """Compute attributions; ``target`` is a (N,) int64 tensor on the input's device."""
+    def _attribute(self, model: Any, inputs: Inputs, target: torch.Tensor, **kwargs: Any) -> Any:
+        """Compute attributions for the checked ``inputs``; ``target`` is a (N,) int64 tensor
+        on the inputs' device."""
 
     def calculate_features(
         self,
         model: nn.Module,
-        input_data: torch.Tensor,
+        input_data: InputLike,
         pred_label_idx: TargetLike = None,
         **kwargs: Any,
-    ) -> torch.Tensor:
+    ) -> Any:
         """Explain ``model``'s scores for ``pred_label_idx`` on ``input_data``.
 
         Args:
             model: a module (or callable) mapping ``input_data`` to class scores (N, classes).
-            input_data: a floating tensor, (N, C, H, W) for the computer-vision explainers, on
-                the model's device. An input of another floating dtype than the model's
-                parameters is cast to the model's dtype (float16, bfloat16 or float64 inputs
-                for a float32 model, and so on).
+            input_data: what is explained, on the model's device: a floating tensor (N, …) —
+                (N, F) table rows, (N, C, T) sequences, (N, C, H, W) images — or a tuple of
+                tensors sharing N for a model with several inputs (called as
+                ``model(*input_data)``); integer token ids (N, T) for a layer method on the
+                embedding and for the perturbation methods. Floating tensors of another dtype
+                than the model's parameters are cast to the model's dtype.
             pred_label_idx: the class to explain: an int for every sample, a 0-D/1-D integer
                 tensor of length N, or a list of N ints (``target=`` is accepted too, as in
                 Captum). ``None`` explains each sample's predicted class (argmax of the
@@ -183,8 +229,9 @@ class Explainer(ABC):
             **kwargs: method-specific options; an unknown name raises ``TypeError``.
 
         Returns:
-            The attributions, a detached tensor (shape documented by each method), in the
-            model's dtype.
+            The attributions, detached, in the model's dtype: a tensor shaped as documented by
+            each method, a tuple of tensors for a tuple ``input_data`` (as Captum), a list for a
+            list of layers.
 
         Raises:
             TypeError, ValueError: for bad input, naming the argument.
@@ -197,29 +244,42 @@ class Explainer(ABC):
                 )
             pred_label_idx = kwargs.pop("target")
         check_model(model)
-        check_tensor(input_data, "input_data", ndim=self.input_ndim)
+        name = self.registry_name or type(self).__name__
+        inputs = check_inputs(
+            input_data, ndim=self.input_ndim, integers=self.accepts_integers, method=name
+        )
         if isinstance(model, nn.Module):
-            check_same_device(model, input_data)
+            for tensor in inputs.tensors:
+                check_same_device(model, tensor)
+        self._check_inputs(model, inputs, kwargs)
         extra = kwargs.get("additional_forward_args")
         # The parameters stay frozen throughout: their .grad need no copy, only a version check.
         guard = preserve_model_state(
-            model, inputs=input_data, copy_grads=False, exclusive=self.hooks_modules
+            model, inputs=inputs.tensors, copy_grads=False, exclusive=self.hooks_modules
         )
         with gradients_enabled(), guard:
-            # Lightning hands us inference tensors; autograd needs ordinary ones.
-            inputs = input_data.clone() if input_data.is_inference() else input_data.detach()
             dtype = model_dtype(model)
-            if dtype is not None and inputs.dtype != dtype:
-                inputs = inputs.to(dtype)  # the rule: computed (and returned) in the model's dtype
-            target = self._resolve_target(model, inputs, pred_label_idx, extra)
-            result = self._attribute(model, inputs, target, **kwargs)
+
+            def prepare(t: torch.Tensor) -> torch.Tensor:
+                # Lightning hands us inference tensors; autograd needs ordinary ones.
+                t = t.clone() if t.is_inference() else t.detach()
+                if t.is_floating_point() and dtype is not None and t.dtype != dtype:
+                    t = t.to(dtype)  # the rule: computed (and returned) in the model's dtype
+                return t
+
+            prepared = inputs.map(prepare)
+            target = self._resolve_target(model, prepared, pred_label_idx, extra)
+            result = self._attribute(model, prepared, target, **kwargs)
         validate_result(result)
-        if isinstance(result, tuple):
-            return tuple(r.detach() for r in result)  # type: ignore[return-value]
-        return result.detach()
+        return detach_result(result)
+
+    def _check_inputs(self, model: Any, inputs: Inputs, options: dict[str, Any]) -> None:
+        """Checks of the inputs that need the method's options, before the model sees them
+        (e.g. token ids against the embedding's range); nothing by default."""
+        return None
 
     def _resolve_target(
-        self, model: Any, inputs: torch.Tensor, pred_label_idx: TargetLike, extra: Any
+        self, model: Any, inputs: Inputs, pred_label_idx: TargetLike, extra: Any
     ) -> torch.Tensor:
         """The (N,) classes to explain; the model's differentiability checked on the way.
 
@@ -229,10 +289,11 @@ class Explainer(ABC):
         """
         name = self.registry_name or type(self).__name__
         key = _probe_key(model, inputs, self.needs_gradients)
+        n = inputs.num_samples
         if pred_label_idx is not None and extra is None:
             classes = _PROBED.get(model, {}).get(key) if key is not None else None
             if classes is None:
-                probe = inputs[:1]
+                probe = inputs.rows(slice(0, 1))
                 scores = (
                     differentiable_scores(model, probe, name)
                     if self.needs_gradients
@@ -241,14 +302,14 @@ class Explainer(ABC):
                 classes = scores.shape[1]
                 if key is not None:
                     _PROBED.setdefault(model, {})[key] = classes
-            target = check_target(pred_label_idx, inputs.shape[0], classes, inputs.device)
+            target = check_target(pred_label_idx, n, classes, inputs.device)
             assert target is not None
             return target
         if self.needs_gradients:
             scores = differentiable_scores(model, inputs, name, extra)
         else:
             scores = predict_scores(model, inputs, extra)
-        target = check_target(pred_label_idx, inputs.shape[0], scores.shape[1], inputs.device)
+        target = check_target(pred_label_idx, n, scores.shape[1], inputs.device)
         return scores.argmax(dim=1) if target is None else target
 
     def __call__(

@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Optional
+from collections.abc import Iterator, Sequence
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -213,7 +213,7 @@ def _shared_snapshot(model: nn.Module, frozen: bool, freeze_parameters: bool) ->
 @contextlib.contextmanager
 def preserve_model_state(
     model: object,
-    inputs: Optional[torch.Tensor] = None,
+    inputs: Union[torch.Tensor, Sequence[torch.Tensor], None] = None,
     freeze_parameters: bool = True,
     copy_grads: bool = True,
     exclusive: bool = False,
@@ -229,7 +229,8 @@ def preserve_model_state(
     Args:
         model: the model to protect; a callable that is not an ``nn.Module`` is left alone except
             for the RNG isolation.
-        inputs: the caller's input tensor; its ``requires_grad`` flag is restored too.
+        inputs: the caller's input tensor (or tensors); their ``requires_grad`` flags are
+            restored too.
         freeze_parameters: switch ``requires_grad`` off on the parameters while inside the block
             (attributions are taken with respect to inputs, so weight gradients are wasted work).
         copy_grads: copy the parameters' ``.grad`` to restore them. ``False`` (with frozen
@@ -242,8 +243,9 @@ def preserve_model_state(
             it.
     """
     frozen = freeze_parameters and not copy_grads
-    input_flag = inputs.requires_grad if inputs is not None else None
-    devices = _cuda_devices((inputs,))
+    tensors = [] if inputs is None else [inputs] if isinstance(inputs, torch.Tensor) else inputs
+    flags = [(t, t.requires_grad) for t in tensors if isinstance(t, torch.Tensor)]
+    devices = _cuda_devices(tuple(t for t, _ in flags))
     with contextlib.ExitStack() as stack:
         if isinstance(model, nn.Module):
             stack.enter_context(_model_lock(model).hold(exclusive))
@@ -252,8 +254,9 @@ def preserve_model_state(
         try:
             yield
         finally:
-            if inputs is not None and input_flag is not None and inputs.is_leaf:
-                inputs.requires_grad_(input_flag)
+            for tensor, flag in flags:
+                if tensor.is_leaf and (flag or tensor.is_floating_point()):
+                    tensor.requires_grad_(flag)
 
 
 @contextlib.contextmanager

@@ -93,7 +93,9 @@ def _run_attribution(
     options = dict(ATTRIBUTION_OPTIONS[key])
     result = get_explainer(method.registry).calculate_features(model, x, targets, **options)
     stats: dict[str, Any] = {"options": options}
-    result, delta = split_convergence_delta(result)
+    result, delta = split_convergence_delta(
+        result, options.get("return_convergence_delta", False) is True
+    )
     if delta is not None:
         delta = delta.detach().abs().float().cpu()
         stats["mean_abs_convergence_delta"] = float(delta.mean())

@@ -107,7 +107,8 @@ def quantus_explain_func(
                 targets = targets.to(target_device)
         options = {**explainer_kwargs, **kwargs}
         attributions, _ = split_convergence_delta(
-            instance.calculate_features(model, x, targets, **options)
+            instance.calculate_features(model, x, targets, **options),
+            options.get("return_convergence_delta", False) is True,
         )
         return attributions.detach().float().cpu().numpy()
 

@@ -253,7 +253,8 @@ class ExplanationCallback(Callback):
         if self.name in DELTA_METHODS:
             kwargs.setdefault("return_convergence_delta", True)
         result = self.explainer.calculate_features(model, x, targets, **kwargs)
-        attributions, delta = split_convergence_delta(result)
+        with_delta = kwargs.get("return_convergence_delta", False) is True
+        attributions, delta = split_convergence_delta(result, with_delta)
         attributions = attributions.detach()
         with preserve_model_state(model, inputs=x), torch.no_grad():
             if targets is None:

@@ -138,7 +138,8 @@ class ExplainModule(LightningModule):
                 targets = _plain(self.model(x).argmax(dim=1))
         assert targets is not None
         result = self.explainer.calculate_features(self.model, x, targets, **self.explainer_kwargs)
-        result, delta = split_convergence_delta(result)
+        with_delta = self.explainer_kwargs.get("return_convergence_delta", False) is True
+        result, delta = split_convergence_delta(result, with_delta)
         out = {"indices": index.long(), "attributions": result, "targets": targets}
         if isinstance(delta, torch.Tensor):
             out["delta"] = delta.detach()
