@@ -91,7 +91,7 @@ def test_no_information_values(model64: nn.Module, digits_split: DigitsSplit) ->
     pp = CEMLoss(model64, x, mode="PP", no_info_value=0.25, feature_range=(0.0, 1.0))
     torch.testing.assert_close(pp.model_input(pp.start()), x)  # v + (x − v): all of x
     with pytest.raises(ValueError, match="no_info_value"):
-        CEMLoss(model64, x, no_info_value="median")
+        CEMLoss(model64, x, no_info_value="middle")
 
 
 def test_autograd_on_a_model_without_graph_suggests_urv(digits_split: DigitsSplit) -> None:

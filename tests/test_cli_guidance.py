@@ -86,3 +86,13 @@ def test_help_recommends_torch_export_and_onnx_first() -> None:
     first = min(text.find("exported program"), text.find("ONNX"))
     assert 0 <= first < text.find("TorchScript")
     assert "--rgb" in text and "deprecated" in text
+
+
+def test_forward_only_models_are_offered_the_perturbation_methods() -> None:
+    from foxcem.cli.explain import forward_only
+
+    offered = forward_only()
+    for name in ("cem", "occlusion", "feature_ablation", "kernel_shap", "lime",
+                 "shapley_value_sampling", "feature_permutation"):  # fmt: skip
+        assert name in offered, name
+    assert "integrated_gradients" not in offered and "saliency" not in offered

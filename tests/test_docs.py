@@ -17,7 +17,10 @@ PAGES = sorted((DOCS / "tutorials").glob("*.rst")) + sorted(
     p for p in DOCS.glob("*.rst") if p.name not in ("index.rst", "api.rst")
 )
 #: What a page needs beyond the test extra's packages.
-NEEDS = {"blackbox_cem.rst": ("onnx", "onnxruntime")}
+NEEDS = {
+    "blackbox_cem.rst": ("onnx", "onnxruntime"),
+    "onnx_attribution.rst": ("onnx", "onnxruntime"),
+}
 
 
 def python_blocks(text: str) -> list[str]:

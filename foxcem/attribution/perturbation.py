@@ -20,7 +20,7 @@ from captum.attr import FeatureAblation, FeaturePermutation, ShapleyValueSamplin
 from foxcem.attribution.baselines import BaselineLike, resolve_baselines
 from foxcem.attribution.captum_call import CaptumCall
 from foxcem.attribution.captum_explainer import CaptumExplainer
-from foxcem.core.batching import auto_batch_size
+from foxcem.core.batching import MAX_IMAGE_ROWS, MAX_TABLE_ROWS, auto_batch_size
 from foxcem.core.checks import check_positive_int
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
@@ -120,7 +120,13 @@ def perturbations_per_pass(value: Union[int, str], inputs: Inputs, perturbations
     run at once on a GPU)."""
     if isinstance(value, str) and value == "auto":
         total = inputs.num_samples * max(perturbations, 1)
-        rows = auto_batch_size(inputs.sample_numel, inputs.device, total)
+        table = all(t.dim() == 2 for t in inputs.tensors)
+        rows = auto_batch_size(
+            inputs.sample_numel,
+            inputs.device,
+            total,
+            maximum=MAX_TABLE_ROWS if table else MAX_IMAGE_ROWS,
+        )
         return max(1, min(rows // inputs.num_samples, perturbations))
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"`perturbations_per_eval` must be a positive int or 'auto', got {value!r}")

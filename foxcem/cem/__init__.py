@@ -11,6 +11,7 @@ Building blocks, composable like a PyTorch training loop:
 - :class:`ExplanationGenerator`: the loop, with a per-sample search over c (:class:`CSearch`),
   the best feasible iterate, savepoints, history, early stop;
 - :class:`CEMExplainer`: the same behind foxcem's ``Explainer`` contract;
+- :func:`contrast_tables`: table rows' PN and PP as readable per-row tables;
 - :func:`wright_omega`: ω(u) = W(eᵘ), used by the proximal step.
 
 Extension points: any callable ``loss(delta) -> values`` (:class:`PerSampleLoss`) works with both
@@ -26,6 +27,7 @@ from foxcem.cem.loss import CEMEvaluation, CEMLoss
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad, ExpGradOptimizer
 from foxcem.cem.prox import exp_grad_prox
 from foxcem.cem.search import CSearch
+from foxcem.cem.table import ContrastTable, contrast_tables
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.cem.wright_omega import wright_omega
 
@@ -37,11 +39,13 @@ __all__ = [
     "CEMExplainer",
     "CEMLoss",
     "CSearch",
+    "ContrastTable",
     "ExpGradOptimizer",
     "ExplanationGenerator",
     "GradientSource",
     "PerSampleLoss",
     "URVGradientEstimator",
+    "contrast_tables",
     "exp_grad_prox",
     "fit_no_info_value",
     "wright_omega",

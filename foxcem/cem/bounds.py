@@ -10,21 +10,30 @@ default the lower end of the feature range. The defaults, per element:
   ``δ ≥ 0`` where ``x ≥ v`` (for images: ink is added, never removed). With
   ``no_info_value=None`` δ may move either way within the feature range.
 
+``no_info_value="auto"`` (the default) is ``"min"`` for images and sequences, and for tables the
+per-feature median for PP and no constraint for PN (:func:`auto_no_info_value`).
+
 The feature range defaults to the batch's smallest and largest value (one range for the whole
-batch, never each sample's own: a blank image would get an empty range).
+batch, never each sample's own: a blank image would get an empty range). For tables, give
+reference data instead (``feature_range=X_train``: each feature's own min and max over its rows)
+and ``no_info_value="median"`` (each feature's median over the same rows).
 """
 
 from __future__ import annotations
 
 from typing import Optional, Union
 
+import numpy as np
 import torch
 
 __all__ = [
     "BoundLike",
     "NoInfoLike",
+    "RangeLike",
+    "reference_data",
     "bound_tensor",
     "broadcast_bound",
+    "auto_no_info_value",
     "fit_no_info_value",
     "resolve_feature_range",
     "resolve_no_info_value",
@@ -33,8 +42,35 @@ __all__ = [
 ]
 
 BoundLike = Union[float, torch.Tensor, None]
-#: ``"min"`` (the feature range's lower end), a number, a tensor broadcastable to x, or ``None``.
+#: ``"auto"`` (see :func:`auto_no_info_value`), ``"min"`` (the feature range's lower end),
+#: ``"median"`` / ``"mean"`` (per feature, of the reference data or the batch), a number, a tensor
+#: broadcastable to x, or ``None``.
 NoInfoLike = Union[str, float, torch.Tensor, None]
+#: ``(lo, hi)`` (numbers or tensors broadcastable to x), reference data (M, …) shaped like the
+#: samples (each feature's min and max over the M rows), or ``None`` (the batch's min and max).
+RangeLike = Union[tuple[BoundLike, BoundLike], torch.Tensor, np.ndarray, None]
+
+
+def reference_data(feature_range: object, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """``feature_range`` as reference data (M, …) on x's device and dtype, or ``None`` when it
+    is a ``(lo, hi)`` pair or ``None``.
+
+    Raises:
+        ValueError: an array whose rows are not shaped like x's samples, or that is empty or
+            holds NaN or inf.
+    """
+    if not isinstance(feature_range, (torch.Tensor, np.ndarray)):
+        return None
+    data = torch.as_tensor(feature_range).to(device=x.device, dtype=x.dtype)
+    if data.dim() != x.dim() or data.shape[1:] != x.shape[1:] or data.shape[0] == 0:
+        raise ValueError(
+            "`feature_range` must be a pair (lo, hi) or reference data (M, "
+            f"{', '.join(map(str, x.shape[1:]))}) shaped like the samples, got an array of "
+            f"shape {tuple(data.shape)}"
+        )
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError("`feature_range` reference data must be finite (no NaN or inf)")
+    return data.detach()
 
 
 def bound_tensor(
@@ -80,10 +116,25 @@ def broadcast_bound(
     return bound
 
 
+def auto_no_info_value(mode: str, x: torch.Tensor) -> Optional[str]:
+    """What ``no_info_value="auto"`` means for ``mode`` on ``x``: ``"min"`` for images and
+    sequences (black carries no information); for a table (N, F), ``"median"`` for PP (the
+    typical row is what a PP keeps part of) and ``None`` for PN (a feature may move either way:
+    below the median is as informative as above, and a PN confined to moving away from the
+    median cannot change the class of many rows)."""
+    if x.dim() != 2:
+        return "min"
+    return "median" if mode == "PP" else None
+
+
 def resolve_feature_range(
-    feature_range: Optional[tuple[BoundLike, BoundLike]], x: torch.Tensor, channel_dim: int
+    feature_range: RangeLike, x: torch.Tensor, channel_dim: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(lo, hi)`` expanded to x.shape: the given range, or the batch's min and max."""
+    """``(lo, hi)`` expanded to x.shape: the given range, each feature's min and max over
+    reference data, or the batch's min and max."""
+    data = reference_data(feature_range, x)
+    if data is not None:
+        return data.amin(dim=0).expand(x.shape).clone(), data.amax(dim=0).expand(x.shape).clone()
     if feature_range is None:
         lo = x.detach().amin().expand(x.shape).clone()
         hi = x.detach().amax().expand(x.shape).clone()
@@ -102,17 +153,35 @@ def resolve_feature_range(
 
 
 def resolve_no_info_value(
-    no_info_value: NoInfoLike, x: torch.Tensor, lo: torch.Tensor, channel_dim: int
+    no_info_value: NoInfoLike,
+    x: torch.Tensor,
+    lo: torch.Tensor,
+    channel_dim: int,
+    reference: Optional[torch.Tensor] = None,
 ) -> Optional[torch.Tensor]:
-    """The no-information value expanded to x.shape (``"min"``: ``lo``), or ``None``."""
+    """The no-information value expanded to x.shape, or ``None``: ``"min"`` is ``lo``;
+    ``"median"`` and ``"mean"`` are per feature, over ``reference`` (M, …) when given, else over
+    the batch."""
     if no_info_value is None:
         return None
     if isinstance(no_info_value, str):
-        if no_info_value != "min":
+        if no_info_value == "min":
+            return lo.clone()
+        if no_info_value in ("median", "mean"):
+            data = x if reference is None else reference
+            return fit_no_info_value(data, no_info_value).expand(x.shape).clone()
+        raise ValueError(
+            "`no_info_value` must be 'min', 'median', 'mean', a number, a tensor or None, got "
+            f"{no_info_value!r}"
+        )
+    if isinstance(no_info_value, np.ndarray):
+        no_info_value = torch.as_tensor(no_info_value)
+    if isinstance(no_info_value, torch.Tensor) and no_info_value.dim() == 1 and x.dim() == 2:
+        if no_info_value.shape[0] != x.shape[1]:
             raise ValueError(
-                f"`no_info_value` must be 'min', a number, a tensor or None, got {no_info_value!r}"
+                f"`no_info_value` must have one value per feature ({x.shape[1]}), got "
+                f"{no_info_value.shape[0]}"
             )
-        return lo.clone()
     return bound_tensor(no_info_value, x, "no_info_value", channel_dim)
 
 
@@ -157,7 +226,7 @@ def resolve_box(
     mode: str,
     x: torch.Tensor,
     channel_dim: int,
-    feature_range: Optional[tuple[BoundLike, BoundLike]],
+    feature_range: RangeLike,
     no_info_value: NoInfoLike,
     lower: BoundLike,
     upper: BoundLike,
@@ -170,7 +239,10 @@ def resolve_box(
         ValueError: a bound of the wrong shape, or ``lower`` > ``upper`` somewhere.
     """
     lo, hi = resolve_feature_range(feature_range, x, channel_dim)
-    no_info = resolve_no_info_value(no_info_value, x, lo, channel_dim)
+    reference = reference_data(feature_range, x)
+    if isinstance(no_info_value, str) and no_info_value == "auto":
+        no_info_value = auto_no_info_value(mode, x)
+    no_info = resolve_no_info_value(no_info_value, x, lo, channel_dim, reference)
     lo_def, hi_def = default_bounds(mode, x, lo, hi, no_info, add_only)
     lo_user = bound_tensor(lower, x, "lower", channel_dim)
     hi_user = bound_tensor(upper, x, "upper", channel_dim)

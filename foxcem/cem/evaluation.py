@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Union
 
 import torch
 
 __all__ = [
+    "check_delta_rows",
     "CEMEvaluation",
     "MODES",
     "SampleIndex",
@@ -53,3 +55,21 @@ def check_mode(mode: object) -> str:
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 or wider: the dtype loss values are computed in for scores of ``dtype``."""
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def check_delta_rows(delta: object, sample_shape: torch.Size, n: int) -> tuple[torch.Size, int]:
+    """Check that ``delta`` is (*L, n, *sample_shape) and return (L + (n,), number of rows)."""
+    if not isinstance(delta, torch.Tensor):
+        raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")
+    k = len(sample_shape)
+    if (
+        delta.dim() < k + 1
+        or delta.shape[delta.dim() - k :] != sample_shape
+        or delta.shape[delta.dim() - k - 1] != n
+    ):
+        raise ValueError(
+            f"`delta` must have shape (..., {n}, {', '.join(map(str, sample_shape))}), "
+            f"got {tuple(delta.shape)}"
+        )
+    lead = delta.shape[: delta.dim() - k]
+    return lead, int(math.prod(lead))

@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.cem.defaults import MODE_DEFAULTS
+from foxcem.cem.defaults import MODE_DEFAULTS, mode_defaults
 from foxcem.cem.generator import Callback, ExplanationGenerator
 from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
@@ -90,10 +90,11 @@ class CEMExplainer(Explainer):
         pn_target: TargetLike = None,
         lower: Union[float, torch.Tensor, None] = None,
         upper: Union[float, torch.Tensor, None] = None,
-        feature_range: Optional[tuple[Any, Any]] = None,
-        no_info_value: Any = "min",
+        feature_range: Any = None,
+        no_info_value: Any = "auto",
         add_only: bool = False,
         segments: Any = None,
+        scores: str = "auto",
         channels_first: bool = True,
         smooth: bool = False,
         l1: Optional[float] = None,
@@ -111,6 +112,7 @@ class CEMExplainer(Explainer):
         save_freq: Optional[int] = None,
         early_stop: bool = False,
         keep_best: bool = True,
+        sparsify: bool = True,
         history: bool = True,
         progress: Union[bool, str] = "auto",
         callback: Optional[Callback] = None,
@@ -124,7 +126,7 @@ class CEMExplainer(Explainer):
         mode = check_mode(mode)
         check_choice(gradient, "gradient", list(GRADIENTS))
         check_choice(optimizer, "optimizer", list(OPTIMIZERS))
-        defaults = MODE_DEFAULTS[mode]
+        defaults = mode_defaults(mode, gamma)
         seed = fresh_seed() if check_seed(seed) is None else seed
         assert seed is not None
         loss_kwargs: dict[str, Any] = dict(
@@ -142,6 +144,7 @@ class CEMExplainer(Explainer):
             no_info_value=no_info_value,
             add_only=add_only,
             segments=segments,
+            scores=scores,
         )
         optimizer_kwargs = dict(
             eta=defaults["eta"] if eta is None else eta,
@@ -188,6 +191,7 @@ class CEMExplainer(Explainer):
             start_noise=start_noise,
             generator=torch.Generator(device=device).manual_seed(seed + 1),
             threads=threads,
+            sparsify=check_bool(sparsify, "sparsify"),
         )
 
     def options(self) -> list[str]:
@@ -219,14 +223,22 @@ class CEMExplainer(Explainer):
             gamma, AE: autoencoder term weight and autoencoder (default: none).
             pn_target: PN only: the class to move towards.
             lower, upper: bounds on δ replacing the defaults (:mod:`foxcem.cem.bounds`).
-            feature_range: (lo, hi) of valid input values (default: the batch's min and max).
-            no_info_value: the value that carries no information (default ``"min"``: the
-                feature range's lower end; a number; a tensor; ``None``: PN may move features
-                either way).
+            feature_range: (lo, hi) of valid input values, or reference data (M, …) shaped like
+                the samples — e.g. the training rows of a table — whose per-feature min and max
+                are the range (default: the batch's min and max).
+            no_info_value: the value that carries no information (default ``"auto"``: ``"min"``
+                for images and sequences; for a table the median for PP and ``None`` for PN;
+                ``"min"``: the feature range's lower end; ``"median"`` / ``"mean"``: per feature, over the
+                reference data of ``feature_range`` or else the batch — the usual choice for
+                tables; a number; a tensor; ``None``: PN may move features either way).
             add_only: PN only: δ ≥ 0.
             segments: explain one value per segment and channel (a label map (N, H, W),
                 ``"grid:K"`` or ``"slic:K"``; :mod:`foxcem.cem.segments`): far fewer values to
                 estimate for the black box on large images. δ is returned expanded to pixels.
+                For a table: feature groups (F,) of labels that change together.
+            scores: what the model answers: ``"auto"`` (default: probabilities when each row is
+                a probability vector, else logits), ``"logits"`` or ``"probabilities"``;
+                probabilities are read as log-probabilities so that ``K`` is a logit margin.
             channels_first: False for (N, H, W, C) inputs; the model is called in that layout.
             smooth: smooth hinge.
             l1, l2, eta: regulariser weights l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ and step scale; defaults
@@ -241,6 +253,10 @@ class CEMExplainer(Explainer):
             seed: seeds all randomness (default 0; ``None``: fresh randomness on every call).
             start_noise: PN only: std of a Gaussian start (default 0: zeros).
             keep_best: return the best feasible iterate (default True; False: the last one).
+            sparsify: drop the smallest entries of each feasible δ for as long as it stays
+                feasible, judged by the model (default True; 16 model calls of the batch at
+                most; :mod:`foxcem.cem.sparsify`): removes the faint entries that the
+                black-box estimate's noise, or an autoencoder term, leaves behind.
             progress: a progress bar on stderr: True, False, or ``"auto"`` (default: on for a long
                 run when stderr is a terminal).
             threads: CPU threads of the run: ``"auto"`` (default: one thread for small model

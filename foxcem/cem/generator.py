@@ -92,6 +92,9 @@ class ExplanationGenerator:
         generator: ``torch.Generator`` on the input's device for the start noise.
         c_steps: rounds of the per-sample search over c (1: no search); each round restarts
             from δ₀. Needs a loss with ``set_c`` (as :class:`~foxcem.cem.CEMLoss`).
+        sparsify: after the run, drop the smallest entries of each feasible δ while it stays
+            feasible (:mod:`foxcem.cem.sparsify`; a few model calls): removes the faint entries
+            a noisy gradient estimate leaves behind.
         threads: CPU threads for the optimisation: ``"auto"`` (default: one thread when a model
             call is small, where more threads lose on a busy machine and gain little on an idle
             one; the caller's setting otherwise), an int, or ``None`` (the caller's setting). The
@@ -120,6 +123,7 @@ class ExplanationGenerator:
         generator: Optional[torch.Generator] = None,
         c_steps: int = 1,
         threads: ThreadsLike = "auto",
+        sparsify: bool = False,
     ) -> None:
         for name, cls in (("loss", loss), ("optimizer", optimizer), ("gradient", gradient)):
             if not callable(cls):
@@ -148,6 +152,7 @@ class ExplanationGenerator:
         self.generator = generator
         self.c_steps = check_positive_int(c_steps, "c_steps")
         self.threads = check_threads(threads)
+        self.sparsify = check_bool(sparsify, "sparsify")
 
     def run(
         self,
@@ -171,6 +176,9 @@ class ExplanationGenerator:
             shaped like the input (segment values expanded; see ``save_freq``), the last entry
             being the result. ``meta_data`` adds ``<loss|attack|l1|l2|success>_history``
             (T, N) with ``history``; ``loss``, ``attack``, ``success`` (N,) of the result;
+            ``prediction`` (N,: the class the model gives the returned explanation), ``target``
+            (N,: the explained class), ``base`` (what the model sees for δ = 0: v for PP, x for
+            PN; for a :class:`~foxcem.cem.CEMLoss`),
             ``iterations`` (N,), ``num_iter`` (all rounds), ``c`` (N,) of the last round,
             ``model_calls``, ``invalid`` (N,: a NaN/inf gradient), ``segment_values`` for a
             segment-space loss, and ``found`` (N,) (also ``best_found``): whether the returned

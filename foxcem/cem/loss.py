@@ -10,11 +10,16 @@ Pertinent Negatives", NeurIPS 2018 (arXiv 1802.07623). With ``t`` the explained 
 (with ``pn_target`` j, PN uses f_j instead of top_other). The elastic-net terms are not part of
 the loss: the optimizer applies them in its proximal step. Scores are accumulated in float32 (or
 wider) whatever the model computes in, so half-precision models do not lose the loss's resolution.
+
+Probabilities are read as log-probabilities (:mod:`foxcem.cem.scores`).
+
+On a table (N, F) δ is optimised in units of each feature's range (``hi − lo``): features measured
+in millimetres and in thousands weigh the same in ‖δ‖₁ and in the black-box estimator's random
+directions. δ is always returned in the input's units.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Union
 
 import torch
@@ -26,15 +31,17 @@ from foxcem.cem.arguments import (
     check_pn_target,
     check_reconstruction,
 )
-from foxcem.cem.bounds import BoundLike, NoInfoLike, resolve_box
+from foxcem.cem.bounds import BoundLike, NoInfoLike, RangeLike, resolve_box
 from foxcem.cem.evaluation import (
     MODES,
     CEMEvaluation,
     SampleIndex,
     accumulation_dtype,
+    check_delta_rows,
     check_mode,
     select_rows,
 )
+from foxcem.cem.scores import ScoreReading
 from foxcem.cem.segments import SegmentsLike, SegmentSpace, resolve_segments
 from foxcem.core.checks import (
     TargetLike,
@@ -77,17 +84,27 @@ class CEMLoss:
         target: the explained class t per sample (int, (N,) tensor or list); ``None``: the
             model's prediction on x.
         feature_range: ``(lo, hi)`` of valid input values, floats or tensors broadcastable to x
-            (per channel allowed). ``None``: the batch's smallest and largest value.
+            (per channel allowed); reference data (M, …) shaped like the samples (e.g. the
+            training rows): each feature's min and max over them. ``None``: the batch's
+            smallest and largest value.
         add_only: PN only: δ ≥ 0 (features can be added, never removed).
-        no_info_value: the value that carries no information: ``"min"`` (default, the feature
-            range's lower end: black for images), a number, or a tensor broadcastable to x (e.g.
+        no_info_value: the value that carries no information: ``"auto"`` (default: ``"min"``
+            for images and sequences; for tables the median for PP and ``None`` for PN, see
+            :func:`~foxcem.cem.bounds.auto_no_info_value`), ``"min"`` (the feature range's lower
+            end: black for images), ``"median"`` or ``"mean"`` (per feature, over
+            the reference data of ``feature_range`` or else the batch: for tables), a number,
+            or a tensor broadcastable to x (e.g.
             :func:`~foxcem.cem.bounds.fit_no_info_value` of training data). PN moves features
             away from it only; PP keeps part of ``x − v``. ``None``: PN moves either way inside
             the feature range and PP keeps part of x itself (the behaviour before this value
             existed).
         segments: optimise one value per segment and channel instead of per pixel (see
-            :mod:`foxcem.cem.segments`): a label map (N, H, W), ``"grid:K"`` or ``"slic:K"``.
-            δ then has shape (N, C, S); :meth:`to_input_space` expands it to pixels.
+            :mod:`foxcem.cem.segments`): a label map (N, H, W), ``"grid:K"`` or ``"slic:K"``;
+            for a table, feature groups (F,) that change together. δ then has shape (N, C, S);
+            :meth:`to_input_space` expands it to the input's positions.
+        scores: what the model answers: ``"auto"`` (default: probabilities when every row of
+            the answer on x lies in [0, 1] and sums to 1, else logits), ``"logits"`` or
+            ``"probabilities"`` (read as log-probabilities, so that κ is a logit margin).
 
     Calling the loss::
 
@@ -117,10 +134,11 @@ class CEMLoss:
         smooth: bool = False,
         *,
         target: TargetLike = None,
-        feature_range: Optional[tuple[BoundLike, BoundLike]] = None,
+        feature_range: RangeLike = None,
         add_only: bool = False,
-        no_info_value: NoInfoLike = "min",
+        no_info_value: NoInfoLike = "auto",
         segments: SegmentsLike = None,
+        scores: str = "auto",
     ) -> None:
         check_model(model)
         check_tensor(x, "x")
@@ -145,15 +163,17 @@ class CEMLoss:
         #: dtype of the model's scores in the last evaluation (the precision it computes in).
         self.score_dtype: Optional[torch.dtype] = None
 
-        scores = predict_scores(model, self.x)
-        self.num_classes = scores.shape[1]
+        answer = predict_scores(model, self.x)
+        self.num_classes = answer.shape[1]
+        #: how the model's answers are read: as logits, or probabilities through log p.
+        self.reading = ScoreReading(scores, answer)
         if self.num_classes < 2:
             raise ValueError(
-                f"the model output must have at least 2 classes, got shape {tuple(scores.shape)}"
+                f"the model output must have at least 2 classes, got shape {tuple(answer.shape)}"
             )
         n = x.shape[0]
         resolved = check_target(target, n, self.num_classes, device=x.device, name="target")
-        self.target = scores.argmax(dim=1) if resolved is None else resolved
+        self.target = answer.argmax(dim=1) if resolved is None else resolved
         self.pn_target = check_pn_target(pn_target, self.mode, self.target, self.num_classes)
         if check_bool(add_only, "add_only") and self.mode != "PN":
             raise ValueError("`add_only` applies to mode='PN' only")
@@ -165,12 +185,19 @@ class CEMLoss:
         self.feature_range, self.no_info, self.lower, self.upper = box
         #: what the model sees for δ = 0: v (PP) or x (PN).
         self.base = self._base()
+        #: a table's δ is optimised in units of each feature's range (``None``: input units).
+        self.unit: Optional[torch.Tensor] = None
+        if self.x.dim() == 2:
+            lo, hi = self.feature_range
+            self.unit = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+            self.lower, self.upper = self.lower / self.unit, self.upper / self.unit
         self.segments = resolve_segments(segments, self.x, self.channel_dim)
         #: δ in segment space (``None``: δ has the input's shape).
         self.space = None
         if self.segments is not None:
+            unit = 1.0 if self.unit is None else self.unit
             self.space = SegmentSpace(
-                self.mode, self.segments, self.x, self.base, self.lower, self.upper
+                self.mode, self.segments, self.x / unit, self.base / unit, self.lower, self.upper
             )
             self.lower, self.upper = self.space.lower, self.space.upper
         if self.AE is not None:
@@ -196,7 +223,10 @@ class CEMLoss:
     def input_scale(self) -> float:
         """The size of the values the model sees: the feature range's largest magnitude."""
         lo, hi = self.feature_range
-        return max(float(torch.maximum(lo.abs(), hi.abs()).max()), 1e-12)
+        magnitude = torch.maximum(lo.abs(), hi.abs())
+        if self.unit is not None:  # δ is in units of each feature's range
+            magnitude = magnitude / self.unit
+        return max(float(magnitude.max()), 1e-12)
 
     @property
     def delta_shape(self) -> torch.Size:
@@ -213,7 +243,8 @@ class CEMLoss:
         shape = (self.x.shape[0],) + tuple(self.delta_shape)
         like = dict(device=self.x.device, dtype=self.x.dtype)
         if self.mode == "PP":
-            delta = self.x - self.base if self.segments is None else torch.ones(shape, **like)
+            kept = self.x - self.base if self.unit is None else (self.x - self.base) / self.unit
+            delta = kept if self.segments is None else torch.ones(shape, **like)
         elif noise_std > 0:
             delta = noise_std * torch.randn(shape, generator=generator, **like)
         else:
@@ -222,35 +253,15 @@ class CEMLoss:
 
     def to_input_space(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """δ as a perturbation of the input's shape: itself, or segment values (*L, n, C, S)
-        expanded to their pixels (PP: the kept fraction of x − v; PN: clipped to the box)."""
-        return delta if self.space is None else self.space.to_input(delta, samples)
+        expanded to their pixels (PP: the kept fraction of x − v; PN: clipped to the box), in the
+        input's units."""
+        if self.space is not None:
+            delta = self.space.to_input(delta, samples)
+        return delta if self.unit is None else delta * select_rows(self.unit, samples)
 
     def model_input(self, delta: torch.Tensor, samples: SampleIndex = None) -> torch.Tensor:
         """What the model sees for ``delta``: v + δ (PP) or x + δ (PN), in the input's shape."""
         return select_rows(self.base, samples) + self.to_input_space(delta, samples)
-
-    def _rows(
-        self, delta: torch.Tensor, samples: SampleIndex
-    ) -> tuple[torch.Size, int, torch.Tensor]:
-        """Check ``delta`` (*L, n, …) and return (leading shape L + (n,), number of rows, the
-        explained classes of the n samples)."""
-        sample_shape = self.delta_shape
-        k = len(sample_shape)
-        if not isinstance(delta, torch.Tensor):
-            raise TypeError(f"`delta` must be a tensor, got {type(delta).__name__}")
-        target = select_rows(self.target, samples)
-        n = target.shape[0]
-        if (
-            delta.dim() < k + 1
-            or delta.shape[delta.dim() - k :] != sample_shape
-            or (delta.shape[delta.dim() - k - 1] != n)
-        ):
-            raise ValueError(
-                f"`delta` must have shape (..., {n}, {', '.join(map(str, sample_shape))}), "
-                f"got {tuple(delta.shape)}"
-            )
-        lead = delta.shape[: delta.dim() - k]
-        return lead, int(math.prod(lead)), target
 
     def evaluate(self, delta: torch.Tensor, samples: SampleIndex = None) -> CEMEvaluation:
         """Loss, attack value, success and prediction of ``delta`` in one model call.
@@ -265,11 +276,13 @@ class CEMLoss:
             A :class:`CEMEvaluation` whose fields have shape (*L, n); loss and attack in float32
             or wider.
         """
-        lead, rows, target = self._rows(delta, samples)
+        target = select_rows(self.target, samples)
+        lead, rows = check_delta_rows(delta, self.delta_shape, target.shape[0])
         inputs = self.model_input(delta, samples).reshape((rows,) + self.x.shape[1:])
         raw = check_scores(self.model(inputs), rows, device=inputs.device)
         self.score_dtype = raw.dtype
         scores = raw.to(accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
+        scores = self.reading(scores)
         target = target.expand(lead)
         f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         if self.pn_target is not None:

@@ -15,6 +15,7 @@ import torch
 
 from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.cem.search import CSearch
+from foxcem.cem.sparsify import sparsify
 from foxcem.cem.tracking import (
     BestIterate,
     History,
@@ -196,6 +197,11 @@ class OptimisationRun:
             rows = delta if index is None else delta[index]
             return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
 
+    def evaluate_rows(self, rows: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
+        """The loss at δ rows (n, …) of the samples ``index`` (one model call)."""
+        with torch.no_grad():
+            return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
+
     def run_round(self, state: RoundState, best: Optional[BestIterate]) -> bool:
         """Run one round; True when a callback asked to stop."""
         settings, gradient = self.settings, self.gradient
@@ -299,12 +305,22 @@ class OptimisationRun:
             keep = best.found & ~invalid
             mask = keep.reshape((-1,) + (1,) * (result.dim() - 1))
             result = torch.where(mask, best.delta.to(result.dtype), result)
+        if self.settings.sparsify and self.feasible is not None:
+            holds = self.feasible(self.evaluate(result, None)) & ~invalid
+            result = sparsify(
+                self.evaluate_rows, self.feasible, result, self.loss.lower, self.loss.upper, holds
+            )
         self.savepoints.pop(str(self.done), None)
         self.savepoints[str(self.done)] = self.in_input_space(result)
         if getattr(self.loss, "segments", None) is not None:
             meta["segment_values"] = result.clone()
         final = self.evaluate(result, None)
         meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
+        meta["prediction"] = final.prediction  # the class the model gives the explanation
+        for key in ("target", "base"):  # the explained class; what the model sees for δ = 0
+            value = getattr(self.loss, key, None)
+            if isinstance(value, torch.Tensor):
+                meta[key] = value.detach().clone()
         if self.feasible is not None:
             # Judged on the returned δ with the model, whatever the options.
             found = self.feasible(final) & ~invalid

@@ -36,7 +36,13 @@ import torch
 from foxcem.cem.directions import CallDirections, Sampler
 from foxcem.cem.evaluation import CEMEvaluation
 from foxcem.cem.gradient_source import Evaluation, GradientSource, PerSampleLoss, loss_values
-from foxcem.core.batching import auto_batch_size, check_batch_size, is_out_of_memory
+from foxcem.core.batching import (
+    MAX_IMAGE_ROWS,
+    MAX_TABLE_ROWS,
+    auto_batch_size,
+    check_batch_size,
+    is_out_of_memory,
+)
 from foxcem.core.checks import check_finite_float, check_positive_int
 from foxcem.core.seeding import check_seed, counter_normal, fresh_seed
 
@@ -302,7 +308,10 @@ class URVGradientEstimator(GradientSource):
         if self.batch_size == "auto":
             x = getattr(self.loss, "x", None)  # in segment space the model sees pixel images
             numel = max(d, x[0].numel()) if isinstance(x, torch.Tensor) and x.dim() > 1 else d
-            return auto_batch_size(numel, device, total)
+            table = isinstance(x, torch.Tensor) and x.dim() == 2
+            return auto_batch_size(
+                numel, device, total, maximum=MAX_TABLE_ROWS if table else MAX_IMAGE_ROWS
+            )
         return int(self.batch_size)
 
     def __repr__(self) -> str:

@@ -58,6 +58,14 @@ __all__ = [
 ]
 
 
+def forward_only() -> list[str]:
+    """The registered methods that need forward passes only (CEM through its black-box
+    gradient): what a model run forward only (ONNX) can be explained with."""
+    from foxcem.core.registry import available_explainers, get_explainer_class
+
+    return sorted(n for n in available_explainers() if not get_explainer_class(n).needs_gradients)
+
+
 def register(subparsers: Any) -> None:
     """Add the ``explain`` subcommand."""
     parser = subparsers.add_parser(
@@ -255,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         elif explainer.needs_gradients:
             raise CLIError(
                 f"{args.method} needs gradients, which {args.model.name} (run forward only) "
-                "cannot give; use --method occlusion or --method cem (black-box)"
+                f"cannot give; use one of the forward-only methods: {', '.join(forward_only())}"
             )
     check_channels(model, batch.shape[1])
     inputs = batch.to(device)

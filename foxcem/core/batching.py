@@ -10,8 +10,19 @@ import torch
 __all__ = ["auto_batch_size", "check_batch_size", "is_out_of_memory", "run_in_fixed_batches"]
 
 
+#: Most rows per CPU pass for images and sequences (measured on CNNs, see auto_batch_size).
+MAX_IMAGE_ROWS = 256
+#: Most rows per CPU pass for table rows: a tabular model's pass is a few small matrix products,
+#: so the per-call overhead — large for a scikit-learn model behind NumPy — dominates.
+MAX_TABLE_ROWS = 8192
+
+
 def auto_batch_size(
-    sample_numel: int, device: torch.device, total_rows: int, minimum: int = 16
+    sample_numel: int,
+    device: torch.device,
+    total_rows: int,
+    minimum: int = 16,
+    maximum: int = MAX_IMAGE_ROWS,
 ) -> int:
     """Rows per model call when ``batch_size="auto"``.
 
@@ -20,12 +31,14 @@ def auto_batch_size(
     passes cost 13.3 ms per image and 100 directions, one 808-row pass 27.1 ms, 256-row passes
     19.4 ms (``benchmarks/urv_vs_loop.py``). On a GPU: the whole stream in one pass (the caller
     halves a pass that runs out of memory and keeps the smaller size). ``sample_numel`` is what the
-    model sees per row (the pixel image also in segment space).
+    model sees per row (the pixel image also in segment space). ``maximum`` caps the rows of a
+    CPU pass: :data:`MAX_TABLE_ROWS` for table rows (1,000 breast-cancer rows × 21 URV rows
+    through a scikit-learn pipeline: 256-row passes spend most of the time in per-call overhead).
     """
     if device.type == "cpu":
         rows = max((1 << 17) // max(sample_numel, 1), 1)
         rows = 1 << (rows.bit_length() - 1)  # a power of two
-        return int(min(max(rows, minimum), 256, total_rows))
+        return int(min(max(rows, minimum), maximum, total_rows))
     return max(total_rows, 1)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
+from torch import nn
 
 __all__ = [
     "ALIASES",
@@ -165,3 +166,13 @@ def select_images(labels: torch.Tensor, num_images: int) -> list[int]:
             break
         rank += 1
     return chosen
+
+
+def figure_label(key: str, model: nn.Module) -> str:
+    """The figure label of a method: a layer method names its layer ("Layer IG (conv2)")."""
+    from foxcem.attribution.layers import get_last_conv_layer, layer_name
+
+    method = METHODS[key]
+    if not method.registry.startswith("layer_"):
+        return method.label
+    return f"{method.label} ({layer_name(model, get_last_conv_layer(model))})"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from foxcem._version import __version__
-from foxcem.cem.explainer import MODE_DEFAULTS
+from foxcem.cem.defaults import MODE_DEFAULTS, mode_defaults
 from foxcem.cem.loss import check_mode
 from foxcem.core.explainer import split_convergence_delta
 from foxcem.core.model_state import preserve_model_state
@@ -37,6 +37,7 @@ from foxcem.demo.config import (
     METHODS,
     SIGNS,
     DemoConfig,
+    figure_label,
     parse_methods,
     select_images,
 )
@@ -133,7 +134,8 @@ def _run_cem(
         "mean_count_above_0.01": float((flat.abs() > 0.01).sum(dim=1).float().mean()),
         "predictions": predicted.cpu().tolist(),
     }
-    stats["defaults"] = dict(MODE_DEFAULTS[mode])  # what was filled in (c, K, l1, l2, eta)
+    # what was filled in (c, K, l1, l2, eta; PP's l1 grows with γ)
+    stats["defaults"] = mode_defaults(mode, float(options.get("gamma", 0.0)))
     return delta, stats
 
 
@@ -264,7 +266,7 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
         figure_info["seconds"] = time.perf_counter() - start
 
     cpu_model = _CpuView(model, device)
-    attributions = {METHODS[k].label: results[k] for k in methods if METHODS[k].kind != "cem"}
+    attributions = {figure_label(k, model): results[k] for k in methods if METHODS[k].kind != "cem"}
     pp = {METHODS[k].label: results[k] for k in methods if stats[k].get("mode") == "PP"}
     pn = {METHODS[k].label: results[k] for k in methods if stats[k].get("mode") == "PN"}
     fig = plot_explanation_grid(
@@ -274,7 +276,7 @@ def _run_demo(config: DemoConfig, log: Optional[Callable[[str], None]]) -> dict[
         pn=pn or None,
         model=cpu_model,
         labels=labels.tolist(),
-        sign={label: SIGNS.get(label, "absolute") for label in attributions},
+        sign={label: SIGNS.get(label.split(" (")[0], "absolute") for label in attributions},
         found={
             METHODS[k].label: stats[k]["found_flags"] for k in methods if "found_flags" in stats[k]
         },

@@ -8,7 +8,9 @@ Two layers:
 * matplotlib figures, which need the ``demo`` extra (``pip install 'foxcem[demo]'``) and import
   matplotlib only when called: :func:`visualize_image_attr` (one attribution over its image,
   as Captum's), :func:`plot_explanation_grid`, :func:`plot_savepoints`, :func:`plot_pp_pn`. They build a :class:`matplotlib.figure.Figure` without pyplot, so they
-  change no global backend state; save one with ``fig.savefig(path)``.
+  change no global backend state; save one with ``fig.savefig(path)``;
+* text and tables: :func:`visualize_text` and :func:`text_attribution_html` (coloured tokens),
+  :func:`plot_feature_attributions` (a bar per feature).
 """
 
 from foxcem.viz.attr_image import visualize_image_attr
@@ -24,6 +26,8 @@ from foxcem.viz.images import (
     overlay,
     to_uint8,
 )
+from foxcem.viz.tables import plot_feature_attributions
+from foxcem.viz.text import text_attribution_html, visualize_text
 
 __all__ = [
     "SIGNS",
@@ -37,5 +41,8 @@ __all__ = [
     "plot_savepoints",
     "plot_pp_pn",
     "visualize_image_attr",
+    "visualize_text",
+    "text_attribution_html",
+    "plot_feature_attributions",
     "require_matplotlib",
 ]
