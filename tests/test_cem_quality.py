@@ -105,7 +105,7 @@ def test_ibm_published_examples_are_matched(ibm: tuple) -> None:
 def test_digits_cnn_against_the_fista_reference(
     digits_model: nn.Module, digits_split: DigitsSplit, mode: str, kappa: float
 ) -> None:
-    x = digits_split.x_test[:64]
+    x = digits_split.x_test[:32]  # benchmarks/cem_quality.py runs 64
     ours = _explain(digits_model, x, mode, K=kappa)
     assert ours["success"].all()
     model64 = copy.deepcopy(digits_model).double().eval().requires_grad_(False)
@@ -131,7 +131,7 @@ def test_black_box_in_segment_space_on_large_inputs(ibm: tuple, mode: str, optio
     instead of 50,176. ``benchmarks/cem_segments.py`` runs pixel space beside it."""
     clf, _ = ibm
     model = nn.Sequential(nn.AvgPool2d(8), clf).eval()
-    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 32)[0], scale_factor=8)
+    x = torch.nn.functional.interpolate(ibm_mnist.load_images(0, 16)[0], scale_factor=8)
     # 128-row passes: this pooled model is cheap per row, whatever the 224×224 input suggests
     options = {**options, "batch_size": 128}
     result = _explain(model, x, mode, gradient="urv", segments="grid:28", **options)

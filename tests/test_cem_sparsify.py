@@ -93,12 +93,13 @@ def test_sparsified_explanations_still_hold_on_the_model(
     assert (margin[found] >= kappa - 1e-4).all()
 
 
-def test_pp_l1_default_grows_with_the_autoencoder_weight() -> None:
+def test_l1_default_grows_with_the_autoencoder_weight() -> None:
     from foxcem.cem.defaults import MODE_DEFAULTS, mode_defaults
 
     assert mode_defaults("PP", 0.0) == MODE_DEFAULTS["PP"]
     assert mode_defaults("PP", 100.0)["l1"] == MODE_DEFAULTS["PP"]["l1"] + 25.0
-    assert mode_defaults("PN", 100.0) == MODE_DEFAULTS["PN"]  # PN's l1 does not move
+    assert mode_defaults("PN", 100.0)["l1"] == MODE_DEFAULTS["PN"]["l1"] + 50.0
+    assert mode_defaults("PN", 0.0) == MODE_DEFAULTS["PN"]
     generator = CEMExplainer().create_explainer(None, mode="PP", gamma=40.0, AE=nn.Identity())
     assert generator.optimizer_kwargs["l1"] == MODE_DEFAULTS["PP"]["l1"] + 10.0
     explicit = CEMExplainer().create_explainer(None, mode="PP", gamma=40.0, l1=2.0)

@@ -98,3 +98,21 @@ def test_resolve_explainer_takes_a_name_or_an_instance():
         resolve_explainer(foxcem.GradientCVExplainer)  # the class, not an instance
     with pytest.raises(ValueError, match="unknown explainer 'magic'"):
         resolve_explainer("magic")
+
+
+def test_class_names_are_accepted() -> None:
+    from foxcem.core.registry import get_explainer_class
+
+    assert (
+        get_explainer_class("IntegratedGradientsExplainer").registry_name == "integrated_gradients"
+    )
+    # FoXAI's spelling of the same classes.
+    for name, expected in [
+        ("IntegratedGradientsCVExplainer", "integrated_gradients"),
+        ("LayerGradCAMCVExplainer", "layer_gradcam"),
+        ("DeepLIFTSHAPCVExplainer", "deeplift_shap"),
+        ("CEMExplainer", "cem"),
+    ]:
+        assert get_explainer_class(name).registry_name == expected, name
+    with pytest.raises(ValueError, match="unknown explainer"):
+        get_explainer_class("IntegratedGradiantsCVExplainer")

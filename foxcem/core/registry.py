@@ -70,11 +70,23 @@ def _key(name: str) -> str:
 
 def get_explainer_class(name: str) -> type[Explainer]:
     """The explainer class registered under ``name`` (or an alias: ``"ig"``, ``"gradcam"``,
-    Captum's class names such as ``"IntegratedGradients"``)."""
+    Captum's class names such as ``"IntegratedGradients"``, the explainer classes' own names
+    such as ``"IntegratedGradientsExplainer"`` and FoXAI's ``"IntegratedGradientsCVExplainer"``)."""
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str, got {type(name).__name__}")
     key = _key(name)
     if key not in _REGISTRY:
+        # A class name: foxcem's own ("IntegratedGradientsExplainer") or FoXAI's spelling of it
+        # ("IntegratedGradientsCVExplainer").
+        by_class = {cls.__name__.lower(): cls for cls in _REGISTRY.values()}
+        plain = re.sub(r"(cv)?explainer$", "", name.strip().lower())
+        found = by_class.get(name.strip().lower()) or by_class.get(plain + "explainer")
+        if found is None and plain and _key(plain) in _REGISTRY:
+            found = _REGISTRY[_key(plain)]
+        if found is None and plain:
+            found = _REGISTRY.get(_key(re.sub(r"(CV)?Explainer$", "", name.strip())))
+        if found is not None:
+            return found
         known = ", ".join(sorted(_REGISTRY))
         close = difflib.get_close_matches(key, [*_REGISTRY, *ALIASES], n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
