@@ -147,9 +147,13 @@ class PerturbationExplainer(CaptumExplainer):
     #: Whether the method takes ``baselines`` (feature permutation shuffles across the batch).
     takes_baselines: ClassVar[bool] = True
 
-    def _passes(self, features: int, n_samples: int, per_pass: int) -> int:
-        """Forward passes of the call, for progress and the long-run estimate."""
-        return 1 + -(-features // per_pass)
+    #: Whether Captum runs the method one example at a time (the surrogates fit one model per
+    #: example), so that a pass holds ``perturbations_per_eval`` rows, not that many per sample.
+    per_example: ClassVar[bool] = False
+
+    def _work(self, features: int, n_samples: int) -> int:
+        """Perturbed copies of each sample the method evaluates: one per feature and sample."""
+        return features * n_samples
 
     def _common(
         self,
@@ -166,7 +170,7 @@ class PerturbationExplainer(CaptumExplainer):
         seed = check_seed(seed)
         mask = resolve_feature_mask(feature_mask, segments, inputs)
         features = count_features(mask, inputs)
-        work = features * (n_samples if type(self).sampling else 1)
+        work = self._work(features, n_samples)
         per_pass = perturbations_per_pass(perturbations_per_eval, inputs, work)
         options: dict[str, Any] = {
             "feature_mask": mask,
@@ -176,8 +180,8 @@ class PerturbationExplainer(CaptumExplainer):
         if self.takes_baselines:
             options["baselines"] = resolve_baselines(baselines, inputs, seed)
         call = CaptumCall(self.create_explainer(model), options, seed=seed, random=self.sampling)
-        call.passes = self._passes(features, n_samples, per_pass)
-        call.rows = per_pass * inputs.num_samples
+        call.passes = 1 + -(-work // per_pass)  # for progress and the long-run estimate
+        call.rows = per_pass if self.per_example else per_pass * inputs.num_samples
         return call
 
 
@@ -255,9 +259,6 @@ class ShapleyValueSamplingExplainer(PerturbationExplainer):
     algorithm_name = "Shapley Value Sampling"
     captum_class = ShapleyValueSampling
     sampling = True
-
-    def _passes(self, features: int, n_samples: int, per_pass: int) -> int:
-        return 1 + -(-features * n_samples // per_pass)
 
     def _prepare(
         self,

@@ -11,11 +11,7 @@ from captum.attr import KernelShap, Lime
 from foxcem.attribution.baselines import BaselineLike
 from foxcem.attribution.captum_call import CaptumCall
 from foxcem.attribution.interpretable import default_interpretable_model
-from foxcem.attribution.perturbation import (
-    MaskLike,
-    PerturbationExplainer,
-    perturbations_per_pass,
-)
+from foxcem.attribution.perturbation import MaskLike, PerturbationExplainer
 from foxcem.core.checks import check_bool, check_positive_int
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
@@ -27,9 +23,10 @@ class _Surrogate(PerturbationExplainer):
     """KernelSHAP and LIME: a weighted linear model fitted on ``n_samples`` perturbations."""
 
     sampling = True
+    per_example = True
 
-    def _passes(self, features: int, n_samples: int, per_pass: int) -> int:
-        return 1 + -(-n_samples // per_pass)
+    def _work(self, features: int, n_samples: int) -> int:
+        return n_samples  # n_samples coalitions per example, whatever the number of features
 
     def _surrogate(
         self,
@@ -47,13 +44,7 @@ class _Surrogate(PerturbationExplainer):
     ) -> CaptumCall:
         n_samples = check_positive_int(n_samples, "n_samples")
         call = self._common(model, inputs, baselines, feature_mask, segments,
-                            additional_forward_args, "auto", n_samples, seed)  # fmt: skip
-        # Work per sample is n_samples perturbations, not one per feature.
-        call.options["perturbations_per_eval"] = perturbations_per_pass(
-            perturbations_per_eval, inputs, n_samples
-        )
-        call.passes = self._passes(0, n_samples, call.options["perturbations_per_eval"])
-        call.rows = call.options["perturbations_per_eval"]
+                            additional_forward_args, perturbations_per_eval, n_samples, seed)  # fmt: skip
         call.options["n_samples"] = n_samples
         call.options["return_input_shape"] = check_bool(return_input_shape, "return_input_shape")
         call.algorithm = algorithm(model)

@@ -165,9 +165,12 @@ class CEMExplainer(Explainer):
                 seed=seed,
             )
         device = torch.device(device) if device is not None else torch.device("cpu")
-        total = check_positive_int(
+        num_iter = check_positive_int(
             int(defaults["num_iter"]) if num_iter is None else num_iter, "num_iter"
-        ) * check_positive_int(int(defaults["c_steps"]) if c_steps is None else c_steps, "c_steps")
+        )
+        c_steps = check_positive_int(
+            int(defaults["c_steps"]) if c_steps is None else c_steps, "c_steps"
+        )
         return ExplanationGenerator(
             loss=CEMLoss,
             optimizer=OPTIMIZERS[optimizer],
@@ -175,18 +178,14 @@ class CEMExplainer(Explainer):
             loss_kwargs=loss_kwargs,
             optimizer_kwargs=optimizer_kwargs,
             gradient_kwargs=gradient_kwargs,
-            num_iter=check_positive_int(
-                int(defaults["num_iter"]) if num_iter is None else num_iter, "num_iter"
-            ),
-            c_steps=check_positive_int(
-                int(defaults["c_steps"]) if c_steps is None else c_steps, "c_steps"
-            ),
+            num_iter=num_iter,
+            c_steps=c_steps,
             save_freq=save_freq,
             verbose=verbose,
             early_stop=early_stop,
             keep_best=keep_best,
             history=history,
-            progress=wants_progress(progress, total),
+            progress=wants_progress(progress, num_iter * c_steps),
             callback=callback,
             start_noise=start_noise,
             generator=torch.Generator(device=device).manual_seed(seed + 1),

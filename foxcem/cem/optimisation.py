@@ -193,9 +193,7 @@ class OptimisationRun:
 
     def evaluate(self, delta: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
         """The loss at rows of δ through the gradient source's loss (one model call)."""
-        with torch.no_grad():
-            rows = delta if index is None else delta[index]
-            return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
+        return self.evaluate_rows(delta if index is None else delta[index], index)
 
     def evaluate_rows(self, rows: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
         """The loss at δ rows (n, …) of the samples ``index`` (one model call)."""
@@ -305,16 +303,19 @@ class OptimisationRun:
             keep = best.found & ~invalid
             mask = keep.reshape((-1,) + (1,) * (result.dim() - 1))
             result = torch.where(mask, best.delta.to(result.dtype), result)
+        final = self.evaluate(result, None)
         if self.settings.sparsify and self.feasible is not None:
-            holds = self.feasible(self.evaluate(result, None)) & ~invalid
-            result = sparsify(
+            holds = self.feasible(final) & ~invalid
+            sparse = sparsify(
                 self.evaluate_rows, self.feasible, result, self.loss.lower, self.loss.upper, holds
             )
+            if not torch.equal(sparse, result):  # judge what is returned
+                result = sparse
+                final = self.evaluate(result, None)
         self.savepoints.pop(str(self.done), None)
         self.savepoints[str(self.done)] = self.in_input_space(result)
         if getattr(self.loss, "segments", None) is not None:
             meta["segment_values"] = result.clone()
-        final = self.evaluate(result, None)
         meta["loss"], meta["attack"], meta["success"] = final.loss, final.attack, final.success
         meta["prediction"] = final.prediction  # the class the model gives the explanation
         for key in ("target", "base"):  # the explained class; what the model sees for δ = 0

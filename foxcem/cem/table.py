@@ -153,9 +153,9 @@ def contrast_tables(
     if len(names) != f:
         raise ValueError(f"`feature_names` must name the {f} features, got {len(names)}")
     pn, pp = _delta(pn, x, "pn"), _delta(pp, x, "pp")
-    base = None if pp is None else _delta(pp_base, x, "pp_base") if pp_base is not None else None
-    if pp is not None and base is None:
+    if pp is not None and pp_base is None:
         raise ValueError("`pp_base` is required with `pp`: pass explainer.meta_data['base']")
+    base = None if pp is None else _delta(pp_base, x, "pp_base")
     module = isinstance(model, torch.nn.Module)
     with preserve_model_state(model, x) if module else contextlib.nullcontext():
         predicted = _classes(model, x, class_names)

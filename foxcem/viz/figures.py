@@ -38,6 +38,8 @@ __all__ = [
 
 #: matplotlib's names of the colormaps that :func:`foxcem.viz.apply_colormap` imitates.
 MPL_CMAPS = {"sequential": "inferno", "diverging": "RdBu_r"}
+#: The colours of positive and negative attribution in token and feature figures (RGB, 0–255).
+POSITIVE, NEGATIVE = (214, 39, 40), (31, 119, 180)
 
 
 def require_matplotlib() -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import torch
 
-from foxcem.viz.figures import require_matplotlib
+from foxcem.viz.figures import NEGATIVE, POSITIVE, require_matplotlib
 
 __all__ = ["plot_feature_attributions"]
 
@@ -63,7 +63,7 @@ def plot_feature_attributions(
         text = [
             names[j] if rows is None else f"{names[j]} = {float(rows[i, j]):.3g}" for j in order
         ]
-        colours = ["#d62728" if v >= 0 else "#1f77b4" for v in shown.tolist()]
+        colours = [_hex(POSITIVE if v >= 0 else NEGATIVE) for v in shown.tolist()]
         ax.barh(range(k), shown.numpy(), color=colours)
         ax.set_yticks(range(k), text, fontsize=8)
         ax.axvline(0, color="black", linewidth=0.6)
@@ -73,3 +73,7 @@ def plot_feature_attributions(
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)

@@ -18,21 +18,24 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.viz.figures import require_matplotlib
+from foxcem.viz.figures import NEGATIVE, POSITIVE, require_matplotlib
 
 __all__ = ["TextAttributionHTML", "token_scores", "text_attribution_html", "visualize_text"]
 
 Tokens = Union[Sequence[str], Sequence[Sequence[str]]]
 
 
-def token_scores(tokens: Tokens, attributions: Any) -> tuple[list[list[str]], list[torch.Tensor]]:
+def token_scores(
+    tokens: Tokens, attributions: Any, labels: Optional[Sequence[str]] = None
+) -> tuple[list[list[str]], list[torch.Tensor]]:
     """Tokens as a list per sample and their attributions as one (T,) tensor per sample.
 
     ``attributions`` is (T,) or (N, T), or (N, T, E) per embedding dimension (summed over E).
 
     Raises:
         TypeError: tokens that are not strings, attributions that are not a tensor or array.
-        ValueError: a number of tokens that differs from the attributions' T.
+        ValueError: a number of tokens that differs from the attributions' T, or ``labels``
+            that are not one per sample.
     """
     if isinstance(tokens, str) or not isinstance(tokens, Sequence) or not tokens:
         raise TypeError("`tokens` must be a list of strings, or one such list per sample")
@@ -63,6 +66,10 @@ def token_scores(tokens: Tokens, attributions: Any) -> tuple[list[list[str]], li
                 f"`tokens` of sample {i} has {len(row)} tokens, the attributions have "
                 f"{values.shape[1]}"
             )
+    if labels is not None and len(labels) != len(rows):
+        raise ValueError(
+            f"`labels` must have one entry per sample ({len(rows)}), got {len(labels)}"
+        )
     return rows, list(values)
 
 
@@ -71,11 +78,16 @@ def _strength(values: torch.Tensor, scale: Optional[float]) -> torch.Tensor:
     return values / bound if bound > 0 else torch.zeros_like(values)
 
 
+def _rgba(strength: float) -> tuple[float, float, float, float]:
+    """Red (positive) or blue (negative), as opaque as the strength (at most 0.85)."""
+    r, g, b = POSITIVE if strength >= 0 else NEGATIVE
+    return (r / 255, g / 255, b / 255, min(abs(strength), 1.0) * 0.85)
+
+
 def _colour(strength: float) -> str:
-    """White to red (positive) or blue (negative), as an rgba string."""
-    red, blue = (214, 39, 40), (31, 119, 180)
-    r, g, b = red if strength >= 0 else blue
-    return f"rgba({r}, {g}, {b}, {min(abs(strength), 1.0) * 0.85:.3f})"
+    """:func:`_rgba` as a CSS rgba string."""
+    r, g, b, a = _rgba(strength)
+    return f"rgba({round(r * 255)}, {round(g * 255)}, {round(b * 255)}, {a:.3f})"
 
 
 class TextAttributionHTML(str):
@@ -93,11 +105,7 @@ def text_attribution_html(
 ) -> TextAttributionHTML:
     """Coloured tokens as HTML, one line per sample, each with its ``labels`` entry (e.g. the
     predicted class) and the sum of its attributions."""
-    rows, values = token_scores(tokens, attributions)
-    if labels is not None and len(labels) != len(rows):
-        raise ValueError(
-            f"`labels` must have one entry per sample ({len(rows)}), got {len(labels)}"
-        )
+    rows, values = token_scores(tokens, attributions, labels)
     lines = []
     for i, (row, value) in enumerate(zip(rows, values)):
         strength = _strength(value, scale)
@@ -126,11 +134,7 @@ def visualize_text(
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LinearSegmentedColormap, Normalize
 
-    rows, values = token_scores(tokens, attributions)
-    if labels is not None and len(labels) != len(rows):
-        raise ValueError(
-            f"`labels` must have one entry per sample ({len(rows)}), got {len(labels)}"
-        )
+    rows, values = token_scores(tokens, attributions, labels)
     char_width, line_height = 0.09, 0.32  # inches per character and per line
     layout: list[list[tuple[float, int, str, float]]] = []
     for row, value in zip(rows, values):
@@ -169,9 +173,3 @@ def visualize_text(
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
-
-
-def _rgba(strength: float) -> tuple[float, float, float, float]:
-    red, blue = (214, 39, 40), (31, 119, 180)
-    r, g, b = red if strength >= 0 else blue
-    return (r / 255, g / 255, b / 255, min(abs(strength), 1.0) * 0.85)
