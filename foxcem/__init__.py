@@ -21,6 +21,7 @@ from foxcem import attribution as _attribution
 from foxcem._version import __version__
 from foxcem.attribution import *  # noqa: F403 - the Captum-backed explainers
 from foxcem.cem.explainer import CEMExplainer
+from foxcem.core.adapters import SegmentationConfidence, SelectiveRegion
 from foxcem.core.explainer import Explainer, split_convergence_delta, validate_result
 from foxcem.core.inference import InferenceWrapper
 from foxcem.core.model_state import preserve_model_state
@@ -33,6 +34,8 @@ __all__ = [
     "CEMExplainer",
     "Explainer",
     "InferenceWrapper",
+    "SegmentationConfidence",
+    "SelectiveRegion",
     "available_explainers",
     "get_explainer",
     "preserve_model_state",

@@ -21,6 +21,7 @@ LAYERS: dict[str, set[str]] = {
     "integrations": {"core", "attribution", "cem", "metrics", "viz", "io"},
     "cli": {"core", "attribution", "cem", "metrics", "viz", "io", "integrations", "demo"},
     "demo": {"core", "attribution", "cem", "metrics", "viz", "io"},
+    "compat": {"core", "attribution", "cem"},
 }
 #: Modules outside the layers: the package root (the public API) and its helpers.
 ROOT_MODULES = {"foxcem", "foxcem.__main__", "foxcem._version", "foxcem._compat"}

@@ -203,9 +203,11 @@ def test_lrp_leaves_parameters_and_rules_untouched():
     own_rule = EpsilonRule(epsilon=1e-6)
     model.fc.rule = own_rule
 
-    plain = LRPCVExplainer().calculate_features(model, x, 1)
+    plain = LRPCVExplainer().calculate_features(model, x, 1, auto_rules=False)
     loss = model(x).sum()  # a backward pending through the weights the rule rewrites
-    gamma = LRPCVExplainer().calculate_features(model, x, 1, rules={model.conv1: GammaRule()})
+    gamma = LRPCVExplainer().calculate_features(
+        model, x, 1, rules={model.conv1: GammaRule()}, auto_rules=False
+    )
     loss.backward()
 
     assert not torch.allclose(plain, gamma)  # the rule was applied
@@ -353,7 +355,8 @@ NOISELESS_OPTIONS = {
         if issubclass(get_explainer_class(name), CaptumExplainer)
         # GradientSHAP draws its interpolation points per copy even without noise, and the
         # sampling perturbation methods draw their coalitions/orderings per copy too.
-        and name not in ("noise_tunnel", "gradient_shap", "layer_gradient_shap")
+        and name not in ("noise_tunnel", "layer_noise_tunnel", "gradient_shap")
+        and name != "layer_gradient_shap"
         and not getattr(get_explainer_class(name), "sampling", False)
     ],
 )

@@ -130,3 +130,27 @@ def test_a_long_captum_run_is_announced_and_shows_progress_when_asked(
     assert lines and lines[-1].startswith("integrated_gradients on 4 inputs of 1×8×8: 16/16 pass")
     with pytest.raises(ValueError, match="show_progress"):
         ig.calculate_features(_model(), x, 0, show_progress="yes")
+
+
+def test_cost_watch_does_not_extrapolate_the_first_units_warm_up() -> None:
+    clock = _Clock(0.0)
+    watch = CostWatch(1000, "warm-up", clock=clock)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LongRunWarning)
+        clock.now += 10.0  # the first step pays for kernel selection and allocation
+        watch.update()
+        for _ in range(999):
+            clock.now += 0.01
+            watch.update()
+    assert watch.estimate == pytest.approx(10.0 + 999 * 0.01)
+
+
+def test_cost_watch_warns_at_once_when_the_first_unit_alone_is_slow() -> None:
+    clock = _Clock(0.0)
+    watch = CostWatch(100, "slow", clock=clock)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clock.now += 30.0
+        watch.update()
+    assert [w for w in caught if issubclass(w.category, LongRunWarning)]
+    assert watch.estimate == pytest.approx(3000.0)

@@ -28,6 +28,9 @@ registry name                   class
 ``layer_lrp``                   :class:`LayerLRPCVExplainer`
 ``layer_conductance``           :class:`LayerConductanceCVExplainer`
 ``noise_tunnel``                :class:`NoiseTunnelCVExplainer`
+``layer_noise_tunnel``          :class:`LayerNoiseTunnelCVExplainer`
+``fullgrad``                    :class:`FullGradCVExplainer`
+``xrai``                        :class:`XRAICVExplainer`
 ``feature_ablation``            :class:`FeatureAblationExplainer`
 ``feature_permutation``         :class:`FeaturePermutationExplainer`
 ``shapley_value_sampling``      :class:`ShapleyValueSamplingExplainer`
@@ -61,6 +64,7 @@ from foxcem.attribution.deeplift import (
     LayerDeepLIFTCVExplainer,
     LayerDeepLIFTSHAPCVExplainer,
 )
+from foxcem.attribution.fullgrad import FullGradCVExplainer
 from foxcem.attribution.grad_cam import GuidedGradCAMCVExplainer, LayerGradCAMCVExplainer
 from foxcem.attribution.gradient import GradientCVExplainer
 from foxcem.attribution.gradient_shap import GradientSHAPCVExplainer, LayerGradientSHAPCVExplainer
@@ -75,7 +79,7 @@ from foxcem.attribution.integrated_gradients import (
 )
 from foxcem.attribution.layers import get_last_conv_layer
 from foxcem.attribution.lrp import LayerLRPCVExplainer, LRPCVExplainer
-from foxcem.attribution.noise_tunnel import NoiseTunnelCVExplainer
+from foxcem.attribution.noise_tunnel import LayerNoiseTunnelCVExplainer, NoiseTunnelCVExplainer
 from foxcem.attribution.occlusion import OcclusionCVExplainer
 from foxcem.attribution.perturbation import (
     FeatureAblationExplainer,
@@ -84,6 +88,7 @@ from foxcem.attribution.perturbation import (
 )
 from foxcem.attribution.saliency import SaliencyCVExplainer
 from foxcem.attribution.surrogate import KernelShapExplainer, LimeExplainer
+from foxcem.attribution.xrai import XRAICVExplainer
 
 __all__ = [
     "CaptumCall",
@@ -111,6 +116,9 @@ __all__ = [
     "LayerLRPCVExplainer",
     "LayerConductanceCVExplainer",
     "NoiseTunnelCVExplainer",
+    "LayerNoiseTunnelCVExplainer",
+    "FullGradCVExplainer",
+    "XRAICVExplainer",
     "FeatureAblationExplainer",
     "FeaturePermutationExplainer",
     "ShapleyValueSamplingExplainer",

@@ -16,6 +16,7 @@ from torch import nn
 from foxcem.attribution.captum_explainer import CaptumCall, LayerCaptumExplainer
 from foxcem.attribution.layers import get_last_block, require_module
 from foxcem.core.checks import check_bool, check_choice
+from foxcem.core.explainer import validate_result
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
@@ -31,8 +32,10 @@ def upsample_to_input(
     """Resize a layer map (N, C', H', W') to the input images' size (N, C', H, W).
 
     Raises:
+        RuntimeError: for an empty map (as for every method's empty result).
         ValueError: for inputs that are not an image batch, or a map that is not 4-D.
     """
+    validate_result(attributions)
     images = inputs.images(method, "upsampling the map to the input (upsample=True)")
     if attributions.dim() != 4:
         raise ValueError(

@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 import torch
 from captum.attr import LRP, LayerLRP
-from captum.attr._utils.lrp_rules import PropagationRule
+from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES, SUPPORTED_NON_LINEAR_LAYERS
+from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule, PropagationRule
 from torch import nn
 
 from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
@@ -27,7 +28,13 @@ from foxcem.core.checks import check_bool
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
 
-__all__ = ["LRPCVExplainer", "LayerLRPCVExplainer", "lrp_rules_applied"]
+__all__ = [
+    "LRPCVExplainer",
+    "LayerLRPCVExplainer",
+    "PassThroughRule",
+    "automatic_rules",
+    "lrp_rules_applied",
+]
 
 RuleMap = Mapping[nn.Module, PropagationRule]
 
@@ -47,6 +54,64 @@ def _check_rules(model: nn.Module, rules: Optional[RuleMap]) -> dict[nn.Module, 
             raise TypeError(
                 f"`rules` must hold Captum PropagationRule objects, got {type(rule).__name__}"
             )
+    return dict(rules)
+
+
+class PassThroughRule(PropagationRule):
+    """Relevance passes a layer as its gradient does, with no hook: exact for layers that only
+    reshape (``nn.Flatten``, ``nn.Unflatten``, ``nn.Identity``); for another elementwise
+    activation (``nn.Sigmoid``, ``nn.GELU``, ...) the relevance is scaled by its derivative."""
+
+    def forward_hook(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
+        self._handle_input_hooks: list[Any] = []
+        return None
+
+    def _manipulate_weights(self, module: nn.Module, inputs: Any, outputs: Any) -> None:
+        return None
+
+
+def _weighted(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+
+
+def automatic_rules(model: nn.Module, given: Mapping[nn.Module, PropagationRule]) -> RuleMap:
+    """Rules for the leaf layers that have none (neither in ``given`` nor attached by the
+    caller as ``layer.rule``), after the usual composite LRP recipe: the gamma rule for the lower
+    half of the convolutions and linear layers (it favours positive contributions, which keeps
+    the maps of the many lower layers readable), the epsilon rule for the upper half (it absorbs
+    weak, noisy contributions); :class:`PassThroughRule` for parameterless layers Captum has no
+    rule for (``nn.Flatten``, ``nn.Sigmoid``, ...). Layers Captum handles itself (ReLU, Tanh,
+    Dropout, pooling, BatchNorm2d) keep Captum's treatment."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    free = [m for m in leaves if all(m is not g for g in given) and "rule" not in vars(m)]
+    weighted = [m for m in leaves if _weighted(m)]
+    lower = {id(m) for m in weighted[: len(weighted) // 2]}
+    rules: dict[nn.Module, PropagationRule] = {}
+    for module in free:
+        if _weighted(module):
+            rules[module] = GammaRule() if id(module) in lower else EpsilonRule()
+        elif (
+            type(module) in SUPPORTED_NON_LINEAR_LAYERS
+            or type(module) in SUPPORTED_LAYERS_WITH_RULES
+        ):
+            continue
+        elif not any(True for _ in module.parameters(recurse=False)):
+            rules[module] = PassThroughRule()
+    return rules
+
+
+def _with_rules(model: nn.Module, rules: RuleMap, auto_rules: Any) -> RuleMap:
+    """``rules`` completed by :func:`automatic_rules`; without them, a layer that would get no
+    rule is named up front (instead of Captum's error from inside the call)."""
+    automatic = automatic_rules(model, rules)
+    if check_bool(auto_rules, "auto_rules"):
+        return {**automatic, **rules}
+    missing = [m for m, rule in automatic.items() if isinstance(rule, PassThroughRule)]
+    if missing:
+        raise ValueError(
+            f"LRP has no rule for the layer {missing[0]!r} (Captum defines none for "
+            f"{type(missing[0]).__name__}); give one in `rules` or use auto_rules=True"
+        )
     return dict(rules)
 
 
@@ -92,15 +157,20 @@ def lrp_rules_applied(
 class LRPCVExplainer(CaptumExplainer):
     """Layer-wise Relevance Propagation (Captum's ``LRP``; epsilon rule by default).
 
-    Every leaf layer of the model must have a rule: Captum knows ``Conv2d``, ``Linear``,
-    ``BatchNorm2d``, the pooling layers (epsilon rule) and ``ReLU``/``Tanh``/``Dropout``
-    (passed through); others (e.g. ``nn.Flatten``) need one in ``rules``. A layer may be used only
-    once per forward pass.
+    Every leaf layer needs a rule. With ``auto_rules=True`` (the default) the layers without one
+    get the composite recipe of :func:`automatic_rules`: gamma rule for the lower half of the
+    convolutions and linear layers, epsilon rule for the upper half, relevance passed through
+    parameterless layers Captum has no rule for (``nn.Flatten``, ``nn.Sigmoid``). With
+    ``auto_rules=False`` Captum's own defaults apply (epsilon rule for ``Conv2d``, ``Linear``,
+    ``BatchNorm2d`` and pooling; ``ReLU``/``Tanh``/``Dropout`` passed through) and any other layer
+    needs one in ``rules``. A layer may be used only once per forward pass.
 
     Options:
 
     * ``rules`` — ``{layer: PropagationRule}`` for this call (e.g. ``GammaRule()`` for the first
-      convolutions); rules the caller attached as ``layer.rule`` are used and kept too.
+      convolutions); rules the caller attached as ``layer.rule`` are used and kept too; both win
+      over the automatic ones.
+    * ``auto_rules`` (``True``) — see above.
     * ``return_convergence_delta`` (``False``) — also return ``f_t(x) − Σ relevance``.
     * ``verbose`` (``False``), ``additional_forward_args``.
 
@@ -119,12 +189,13 @@ class LRPCVExplainer(CaptumExplainer):
         input_data: Inputs,
         *,
         rules: Optional[RuleMap] = None,
+        auto_rules: bool = True,
         return_convergence_delta: bool = False,
         verbose: bool = False,
         additional_forward_args: Any = None,
     ) -> CaptumCall:
         require_module(model, self.algorithm_name)
-        rules = _check_rules(model, rules)
+        rules = _with_rules(model, _check_rules(model, rules), auto_rules)
         options = {
             "return_convergence_delta": check_bool(
                 return_convergence_delta, "return_convergence_delta"
@@ -141,7 +212,7 @@ class LRPCVExplainer(CaptumExplainer):
 class LayerLRPCVExplainer(LayerCaptumExplainer):
     """LRP relevances of a layer's neurons (Captum's ``LayerLRP``).
 
-    Options: those of :class:`LRPCVExplainer`, plus ``layer`` (default: the model's last
+    Options: those of :class:`LRPCVExplainer` (``auto_rules`` included), plus ``layer`` (default: the model's last
     ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
 
     Returns:
@@ -158,13 +229,14 @@ class LayerLRPCVExplainer(LayerCaptumExplainer):
         *,
         layer: Optional[nn.Module] = None,
         rules: Optional[RuleMap] = None,
+        auto_rules: bool = True,
         return_convergence_delta: bool = False,
         attribute_to_layer_input: bool = False,
         verbose: bool = False,
         additional_forward_args: Any = None,
     ) -> CaptumCall:
         require_module(model, self.algorithm_name)
-        rules = _check_rules(model, rules)
+        rules = _with_rules(model, _check_rules(model, rules), auto_rules)
         options = {
             "return_convergence_delta": check_bool(
                 return_convergence_delta, "return_convergence_delta"

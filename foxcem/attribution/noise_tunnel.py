@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import torch
 from captum.attr import NoiseTunnel
 
-from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer
+from foxcem.attribution.captum_explainer import CaptumCall, CaptumExplainer, LayerCaptumExplainer
 from foxcem.attribution.gradient_shap import check_stdevs
 from foxcem.core.batching import auto_batch_size, check_batch_size
 from foxcem.core.checks import (
@@ -28,7 +28,7 @@ from foxcem.core.inputs import Inputs
 from foxcem.core.registry import get_explainer_class, register_explainer
 from foxcem.core.seeding import check_seed
 
-__all__ = ["NoiseTunnelCVExplainer", "NT_TYPES"]
+__all__ = ["LayerNoiseTunnelCVExplainer", "NoiseTunnelCVExplainer", "NT_TYPES"]
 
 #: Smoothing types: SmoothGrad, SmoothGrad-squared, VarGrad.
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -121,6 +121,11 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(explainer={self.explainer!r})"
 
+    def options(self) -> list[str]:
+        """Its own options and those of the explainer it wraps."""
+        own = super().options()
+        return own + [name for name in self.explainer.options() if name not in own]
+
     def create_explainer(self, model: Any, **kwargs: Any) -> NoiseTunnel:
         """A Captum ``NoiseTunnel`` around the inner explainer's Captum object for ``model``."""
         return NoiseTunnel(self.explainer.create_explainer(model, **kwargs))
@@ -180,3 +185,23 @@ class NoiseTunnelCVExplainer(CaptumExplainer):
             random=True,
             context=inner.context,
         )
+
+
+@register_explainer("layer_noise_tunnel")
+class LayerNoiseTunnelCVExplainer(NoiseTunnelCVExplainer):
+    """:class:`NoiseTunnelCVExplainer` around a layer method, by default
+    ``layer_integrated_gradients`` (its ``layer`` option: the last ``nn.Conv2d`` unless given).
+
+    Returns:
+        The layer method's attribution shape (that of the layer's output).
+    """
+
+    algorithm_name = "Layer Noise Tunnel"
+
+    def __init__(self, explainer: ExplainerLike = "layer_integrated_gradients") -> None:
+        super().__init__(explainer)
+        if not isinstance(self.explainer, LayerCaptumExplainer):
+            raise TypeError(
+                "`explainer` of layer_noise_tunnel must be a layer method (e.g. "
+                f"'layer_integrated_gradients'), got {type(self.explainer).__name__}"
+            )

@@ -23,6 +23,7 @@ from foxcem.cem.bounds import fit_no_info_value
 from foxcem.cem.explainer import CEMExplainer
 from foxcem.cem.generator import ExplanationGenerator
 from foxcem.cem.gradient_source import AutogradGradient, GradientSource, PerSampleLoss
+from foxcem.cem.lime import LimeGradient, LimeLoss, SuperpixelLimeLoss
 from foxcem.cem.loss import CEMEvaluation, CEMLoss
 from foxcem.cem.optimizers import AdaExpGrad, AoExpGrad, ExpGradOptimizer
 from foxcem.cem.prox import exp_grad_prox
@@ -43,6 +44,9 @@ __all__ = [
     "ExpGradOptimizer",
     "ExplanationGenerator",
     "GradientSource",
+    "LimeGradient",
+    "LimeLoss",
+    "SuperpixelLimeLoss",
     "PerSampleLoss",
     "URVGradientEstimator",
     "contrast_tables",

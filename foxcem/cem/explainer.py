@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from foxcem.cem.defaults import MODE_DEFAULTS, mode_defaults
+from foxcem.cem.defaults import MODE_DEFAULTS, mode_defaults, size_defaults
 from foxcem.cem.generator import Callback, ExplanationGenerator
 from foxcem.cem.gradient_source import AutogradGradient
 from foxcem.cem.loss import CEMLoss, check_mode
@@ -216,7 +216,11 @@ class CEMExplainer(Explainer):
             gradient: ``"autograd"`` (default, white box) or ``"urv"`` (black box, batched).
             optimizer: ``"aoexpgrad"`` (default) or ``"adaexpgrad"``.
             num_iter, c_steps: optimizer steps per round and rounds of the c search; defaults
-                per mode (:data:`~foxcem.cem.defaults.MODE_DEFAULTS`).
+                per mode (:data:`~foxcem.cem.defaults.MODE_DEFAULTS`); images of more than
+                64×64 pixels get fewer steps, l1 and l2 per 28×28 area, and with
+                ``gradient="urv"`` ``segments="grid:14"`` and 20 directions, unless given
+                (:func:`~foxcem.cem.defaults.size_defaults`; ``meta_data["size_defaults"]``
+                says which were used).
             c, K: the first c of the search (float or (N,) tensor) and the confidence κ;
                 defaults per mode.
             gamma, AE: autoencoder term weight and autoencoder (default: none).
@@ -282,7 +286,17 @@ class CEMExplainer(Explainer):
         if "device" in kwargs:
             raise TypeError("`device` is taken from `input_data`; do not pass it")
         check_options("cem", kwargs, self.options())
-        generator = self.create_explainer(model, device=input_data.device, **kwargs)
+        gradient = check_choice(kwargs.get("gradient", "autograd"), "gradient", list(GRADIENTS))
+        sized = size_defaults(
+            tuple(input_data.shape[1:]),
+            gradient,
+            check_mode(kwargs.get("mode", "PN")),
+            kwargs.get("gamma", 0.0),
+            check_bool(kwargs.get("channels_first", True), "channels_first"),
+            given=kwargs,
+        )
+        generator = self.create_explainer(model, device=input_data.device, **kwargs, **sized)
         savepoints, meta = generator.run(image=input_data, inference_call=model, target=target)
+        meta["size_defaults"] = sized
         self.meta_data = meta
         return next(reversed(savepoints.values()))

@@ -208,8 +208,7 @@ class ExplanationGenerator:
         if target is not None:
             loss_kwargs["target"] = target
         model = CountedModel(inference_call)
-        loss = self.loss(model, image, **loss_kwargs)
-        gradient = self.gradient(loss, **self.gradient_kwargs)
+        loss, gradient = self.build(model, image, loss_kwargs)
         if not callable(gradient):
             raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
         delta0 = start_point(loss, image, self.start_noise, self.generator)
@@ -218,6 +217,16 @@ class ExplanationGenerator:
         with cpu_threads(choose_threads(self.threads, values, image.device)):
             state, best, invalid = run.search()
             return run.finish(state, best, invalid, meta_data)
+
+    def build(
+        self, model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, loss_kwargs: dict
+    ) -> tuple[Any, Any]:
+        """The loss and the gradient source of a run: ``loss(model, image, **loss_kwargs)`` and
+        ``gradient(loss, **gradient_kwargs)``. ``model`` is the counted model every model call
+        must go through (override to build other component classes, as
+        :mod:`foxcem.compat.max` does)."""
+        loss = self.loss(model, image, **loss_kwargs)
+        return loss, self.gradient(loss, **self.gradient_kwargs)
 
     def __repr__(self) -> str:
         parts = [getattr(c, "__name__", c) for c in (self.loss, self.optimizer, self.gradient)]

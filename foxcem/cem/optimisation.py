@@ -197,8 +197,11 @@ class OptimisationRun:
 
     def evaluate_rows(self, rows: torch.Tensor, index: Optional[torch.Tensor]) -> CEMEvaluation:
         """The loss at δ rows (n, …) of the samples ``index`` (one model call)."""
+        kwargs = {} if index is None else {"samples": index}
+        # A gradient source of its own kind (no ``evaluate``): ask the loss.
+        evaluate = getattr(self.gradient, "evaluate", None) or getattr(self.loss, "evaluate", None)
         with torch.no_grad():
-            return as_evaluation(self.gradient.evaluate(rows, index))  # type: ignore[return-value]
+            return as_evaluation((evaluate or self.loss)(rows, **kwargs))  # type: ignore[return-value]
 
     def run_round(self, state: RoundState, best: Optional[BestIterate]) -> bool:
         """Run one round; True when a callback asked to stop."""

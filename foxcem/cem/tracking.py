@@ -115,8 +115,20 @@ class History:
 
 
 def plain_evaluation(values: torch.Tensor) -> CEMEvaluation:
-    """A :class:`CEMEvaluation` for a loss that only returns values: no attack, no success."""
-    values = values.detach()
+    """A :class:`CEMEvaluation` for a loss that only returns values: no attack, no success.
+
+    Raises:
+        ValueError: for values that are not one per sample ((N,) or (N, 1)).
+    """
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"the loss must return a tensor, got {type(values).__name__}")
+    if values.dim() == 0 or (values.dim() > 1 and values[0].numel() != 1):
+        raise ValueError(
+            "the loss must return one value per sample, shape (N,) or (N, 1); got shape "
+            f"{tuple(values.shape)} (sum over each sample's elements, e.g. "
+            "(delta ** 2).flatten(1).sum(1))"
+        )
+    values = values.detach().reshape(len(values))
     return CEMEvaluation(
         values,
         torch.full_like(values, float("nan")),

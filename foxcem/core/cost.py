@@ -2,7 +2,8 @@
 
 A loop of known length (CEM's steps, Captum's forward passes, a perturbation method's
 evaluations) reports each finished unit to a :class:`CostWatch`. Once a few units or a couple of
-seconds have passed, the watch extrapolates; if the whole run will take longer than
+seconds have passed after the first, the watch extrapolates from those (the first unit pays for
+warm-up — kernel selection, allocation — and can take many times as long as the others); if the whole run will take longer than
 :data:`LONG_RUN` seconds it warns once — a :class:`LongRunWarning` naming what runs, how long it
 will take, and what would make it cheaper — and stays silent otherwise.
 """
@@ -30,9 +31,12 @@ __all__ = [
 
 #: Seconds from which a run is announced.
 LONG_RUN = 60.0
-#: The estimate is made after this many units, or after this many seconds, whichever comes first.
+#: The estimate is made after this many units past the first, or after this many seconds past
+#: the first unit, whichever comes first; a first unit alone of :data:`FIRST_ALONE` seconds or
+#: more is extrapolated at once (a run that slow needs no second sample to be called long).
 SAMPLE_UNITS = 3
 SAMPLE_SECONDS = 2.0
+FIRST_ALONE = 20.0
 #: Seconds from which ``progress="auto"`` shows a bar for watched forward passes.
 SHOW_PROGRESS = 10.0
 
@@ -77,6 +81,8 @@ class CostWatch:
         self.clock = clock
         self.start = clock()
         self.done = 0
+        self.first: Optional[float] = None  # when the first update came
+        self.first_units = 0  # and how many units it reported
         #: the extrapolated duration of the whole run in seconds, once estimated.
         self.estimate: Optional[float] = None
 
@@ -85,12 +91,21 @@ class CostWatch:
         self.done += units
         if self.estimate is not None or self.done >= self.total:
             return
-        elapsed = self.clock() - self.start
-        if self.done < SAMPLE_UNITS and elapsed < SAMPLE_SECONDS:
-            return
-        self.estimate = elapsed / self.done * self.total
+        now = self.clock()
+        if self.first is None:
+            self.first, self.first_units = now, self.done
+            if now - self.start < FIRST_ALONE:
+                return
+            per_unit = (now - self.start) / self.done
+            self.estimate = per_unit * self.total
+        else:
+            later, since = self.done - self.first_units, now - self.first
+            if later < SAMPLE_UNITS and since < SAMPLE_SECONDS:
+                return
+            per_unit = since / later
+            rest = per_unit * (self.total - self.first_units)
+            self.estimate = (self.first - self.start) + rest
         if self.estimate >= self.threshold:
-            per_unit = elapsed / self.done
             text = (
                 f"{self.what} will take about {format_duration(self.estimate)} "
                 f"({self.total} {self.unit}s at {per_unit:.3g} s each, from the first "

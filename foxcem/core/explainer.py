@@ -18,9 +18,17 @@ from foxcem.core.checks import (
 )
 from foxcem.core.inputs import InputLike, Inputs, check_inputs, forward_args
 from foxcem.core.model_state import gradients_enabled, preserve_model_state
+from foxcem.core.results import (
+    EXPLAINER_CLASSES,
+    detach_result,
+    family_options,
+    split_convergence_delta,
+    validate_result,
+)
 
 __all__ = [
     "Explainer",
+    "family_options",
     "detach_result",
     "forward_args",
     "model_dtype",
@@ -30,56 +38,6 @@ __all__ = [
     "split_convergence_delta",
     "validate_result",
 ]
-
-
-def split_convergence_delta(
-    result: Any, with_delta: Optional[bool] = None
-) -> tuple[Any, Optional[torch.Tensor]]:
-    """``(attributions, delta)`` from a ``calculate_features`` result.
-
-    Explainers return the attributions alone, or ``(attributions, delta)`` when asked for the
-    convergence delta (``return_convergence_delta=True``); ``delta`` is ``None`` for the former.
-    The attributions of a tuple input are themselves a tuple of tensors, each with the sample
-    dimension first, while a delta is (N,): a pair ``(tensor of ≥ 2 dims, 1-D tensor)`` or
-    ``(tuple/list, 1-D tensor)`` is read as attributions and delta. A caller who knows whether it
-    asked for the delta says so with ``with_delta`` (exact for every shape).
-    """
-    if with_delta is not None:
-        return (result[0], result[1]) if with_delta else (result, None)
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], torch.Tensor):
-        first, delta = result
-        if delta.dim() == 1 and not (isinstance(first, torch.Tensor) and first.dim() < 2):
-            return first, delta
-    return result, None
-
-
-def _result_tensors(result: Any) -> list[Any]:
-    """The tensors of a result: a tensor, a tuple/list of them, or lists of tuples (layers)."""
-    if isinstance(result, (tuple, list)):
-        return [t for item in result for t in _result_tensors(item)]
-    return [result]
-
-
-def detach_result(result: Any) -> Any:
-    """A result with every tensor detached, its structure (tuple, list) kept."""
-    if isinstance(result, (tuple, list)):
-        return type(result)(detach_result(item) for item in result)
-    return result.detach() if isinstance(result, torch.Tensor) else result
-
-
-def validate_result(attributions: Any) -> None:
-    """Reject an empty attribution.
-
-    Raises:
-        RuntimeError: if ``attributions`` has a zero in its shape.
-    """
-    for tensor in _result_tensors(attributions):
-        if not isinstance(tensor, torch.Tensor):
-            raise RuntimeError(f"the explainer returned {type(tensor).__name__}, not a tensor")
-        if 0 in tensor.shape:
-            raise RuntimeError(
-                f"the explainer returned an empty attribution of shape {tuple(tensor.shape)}"
-            )
 
 
 def predict_scores(
@@ -196,6 +154,10 @@ class Explainer(ABC):
     #: cannot be explained by it.
     hooks_modules: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        EXPLAINER_CLASSES.append(cls)
+
     @abstractmethod
     def create_explainer(self, model: Any, **kwargs: Any) -> Any:
         """Build the configured algorithm object for ``model``."""
@@ -243,6 +205,7 @@ class Explainer(ABC):
                     "give the explained class as `pred_label_idx` or `target`, not both"
                 )
             pred_label_idx = kwargs.pop("target")
+        kwargs = self._without_unused_family_options(kwargs)
         check_model(model)
         name = self.registry_name or type(self).__name__
         inputs = check_inputs(
@@ -272,6 +235,24 @@ class Explainer(ABC):
             result = self._attribute(model, prepared, target, **kwargs)
         validate_result(result)
         return detach_result(result)
+
+    def options(self) -> Optional[list[str]]:
+        """The names of this method's options (``None``: not listed)."""
+        return None
+
+    def _without_unused_family_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` less the options this method lacks that are given as ``None`` and belong
+        to another method of the family (:func:`~foxcem.core.registry.family_options`): one
+        keyword set, e.g. ``baselines=None``, then runs every method."""
+        known = self.options()
+        if known is None:
+            return kwargs
+        family = family_options()
+        return {
+            name: value
+            for name, value in kwargs.items()
+            if not (value is None and name not in known and name in family)
+        }
 
     def _check_inputs(self, model: Any, inputs: Inputs, options: dict[str, Any]) -> None:
         """Checks of the inputs that need the method's options, before the model sees them

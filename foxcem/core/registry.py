@@ -57,6 +57,8 @@ ALIASES = {
     "layer_deep_lift": "layer_deeplift",
     "layer_deep_lift_shap": "layer_deeplift_shap",
     "contrastive_explanation": "cem",
+    "full_gradient": "fullgrad",
+    "full_grad": "fullgrad",
 }
 
 

@@ -28,8 +28,11 @@ from foxcem.viz.images import (
 )
 from foxcem.viz.tables import plot_feature_attributions
 from foxcem.viz.text import text_attribution_html, visualize_text
+from foxcem.viz.views import denoise, plot_contour
 
 __all__ = [
+    "denoise",
+    "plot_contour",
     "SIGNS",
     "normalize_attribution",
     "apply_colormap",
