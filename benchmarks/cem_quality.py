@@ -138,6 +138,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             print(f"{'IBM ' + key[2:]:<8} {'IBM κ10 γ100':<13} {'IBM published':<16} {mode:<3} "
                   f"{'100.0%':>7} {l0:8.1f} {l1:8.2f} {'-':>9}")  # fmt: skip
 
+        published["PP2953_backgrounds"] = published_pp_backgrounds(clf)
+
     report = {
         **report_header("cem_quality", torch.device("cpu")),
         "images": count,
@@ -148,5 +150,38 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     return report
 
 
+def published_pp_backgrounds(clf: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """IBM's published PP of image 2953 (δ = orig − adv in IBM's [−0.5, 0.5] space) scored two
+    ways: as IBM's code feeds it (δ raw into the [−0.5, 0.5] model: the ink on a mid-grey
+    background, here δ + 0.5 in [0, 1]) and on the black background foxcem's PP uses (δ as the
+    [0, 1] image). Prints the class, its logit margin over the runner-up and ‖δ‖₀."""
+    arrays = ibm_mnist.load_published()
+    assert arrays is not None
+    pp = arrays["pp2953_orig"] - arrays["pp2953_adv"]
+    label = int(clf(arrays["pp2953_orig"] + 0.5).argmax())
+    out = {}
+    for name, image in (("grey (IBM's code)", pp + 0.5), ("black (foxcem's PP)", pp)):
+        with torch.no_grad():
+            logits = clf(image)[0]
+        others = torch.cat([logits[:label], logits[label + 1 :]])
+        margin = float(logits[label] - others.max())
+        out[name] = {"class": int(logits.argmax()), "margin": margin,
+                     "l0": int((pp.abs() > 0.01).sum())}  # fmt: skip
+        print(f"IBM 2953 published PP on a {name} background: class {int(logits.argmax())} "
+              f"(explained: {label}), margin {margin:+.2f}, {out[name]['l0']} px")  # fmt: skip
+    return out
+
+
+def published_only() -> None:
+    models = ibm_mnist.load_models()
+    if models is None:
+        print("IBM's model: ../shared/ibm_mnist is not beside the checkout; skipped")
+        return
+    published_pp_backgrounds(models[0])
+
+
 if __name__ == "__main__":
+    if "--published-only" in sys.argv:
+        published_only()
+        sys.exit(0)
     main()

@@ -108,3 +108,13 @@ def load_ibm_examples() -> Optional[tuple[torch.Tensor, torch.Tensor]]:
     labels = np.load(SHARED / "mnist_test_labels_340_2953.npy")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_published() -> Optional[dict[str, torch.Tensor]]:
+    """IBM's published result arrays (``pn340_orig``, ``pn340_adv``, ``pp2953_orig``,
+    ``pp2953_adv``) as (1, 1, 28, 28) tensors in IBM's [-0.5, 0.5] input space; ``None``
+    without the shared files."""
+    if not available():
+        return None
+    arrays = np.load(SHARED / "ibm_published_results.npz")
+    return {k: torch.from_numpy(arrays[k].astype(np.float32)).permute(0, 3, 1, 2) for k in arrays}
