@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from foxcem.attribution.layers import require_module
+from foxcem.core.checks import check_options
 from foxcem.core.explainer import Explainer
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
@@ -124,10 +126,8 @@ class FullGradCVExplainer(Explainer):
         return []
 
     def _attribute(self, model: Any, inputs: Inputs, target: torch.Tensor, **kwargs: Any) -> Any:
-        if kwargs:
-            raise TypeError(f"fullgrad has no option {next(iter(kwargs))!r}; it takes none")
-        if not isinstance(model, nn.Module):
-            raise TypeError("fullgrad hooks the model's layers: `model` must be a torch.nn.Module")
+        check_options("fullgrad", kwargs, self.options())
+        require_module(model, self.algorithm_name)
         x = inputs.single("fullgrad", "one image tensor (N, C, H, W)")
         terms = fullgrad_terms(model, x, target)
         size = x.shape[2:]

@@ -212,8 +212,8 @@ class LRPCVExplainer(CaptumExplainer):
 class LayerLRPCVExplainer(LayerCaptumExplainer):
     """LRP relevances of a layer's neurons (Captum's ``LayerLRP``).
 
-    Options: those of :class:`LRPCVExplainer` (``auto_rules`` included), plus ``layer`` (default: the model's last
-    ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
+    Options: those of :class:`LRPCVExplainer` (``auto_rules`` included), plus ``layer``
+    (default: the model's last ``nn.Conv2d``) and ``attribute_to_layer_input`` (``False``).
 
     Returns:
         Relevances of the layer output's (or input's) shape.

@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 import torch
 
 from foxcem.attribution.integrated_gradients import IntegratedGradientsCVExplainer
-from foxcem.core.checks import check_positive_int
+from foxcem.core.checks import check_options, check_positive_int
 from foxcem.core.explainer import Explainer
 from foxcem.core.inputs import Inputs
 from foxcem.core.registry import register_explainer
@@ -89,7 +89,11 @@ class XRAICVExplainer(Explainer):
     def options(self) -> list[str]:
         return ["segments", "n_steps", "baselines", "internal_batch_size"]
 
-    def _attribute(
+    def _attribute(self, model: Any, inputs: Inputs, target: torch.Tensor, **kwargs: Any) -> Any:
+        check_options("xrai", kwargs, self.options())
+        return self._ranking(model, inputs, target, **kwargs)
+
+    def _ranking(
         self,
         model: Any,
         inputs: Inputs,

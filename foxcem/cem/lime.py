@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from foxcem.cem.gradient_source import GradientSource
-from foxcem.core.checks import check_finite_float, check_positive_int
+from foxcem.core.checks import check_finite_float, check_positive_int, check_scores, check_target
 from foxcem.core.segments import SegmentsLike, resolve_labels
 
 __all__ = ["LimeGradient", "LimeLoss", "SuperpixelLimeLoss"]
@@ -45,10 +45,9 @@ class LimeLoss:
     ) -> None:
         self.model, self.x = model, x.detach()
         with torch.no_grad():
-            predicted = model(self.x).argmax(1)
-        if target is None:
-            target = predicted
-        self.target = torch.as_tensor(target, device=x.device).long().expand(len(x)).clone()
+            scores = check_scores(model(self.x), len(x), device=x.device)
+        checked = check_target(target, len(x), scores.shape[1], device=x.device, name="target")
+        self.target = scores.argmax(1) if checked is None else checked
         channel_dim = 1 if x.dim() >= 3 else None
         labels = resolve_labels(segments, self.x, channel_dim)
         if labels is None:  # every position its own feature

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foxcem.core.checks import check_choice, check_positive_int
+from foxcem.core.checks import check_bool, check_choice, check_positive_int
 
 __all__ = ["SegmentationConfidence", "SelectiveRegion"]
 
@@ -41,7 +41,7 @@ class SegmentationConfidence(nn.Module):
     def __init__(self, method: str = "mean", logits: bool = True) -> None:
         super().__init__()
         self.method = check_choice(method, "method", ["mean", "area"])
-        self.logits = bool(logits)
+        self.logits = check_bool(logits, "logits")
 
     def forward(self, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.dim() < 3:
@@ -77,7 +77,10 @@ class SelectiveRegion(nn.Module):
         image = image if image.dim() == 4 else image.unsqueeze(0)
         if image.shape[0] != 1:
             raise ValueError(f"`image` must hold one image, got a batch of {image.shape[0]}")
-        self.top, self.left = int(top), int(left)
+        for name, value in (("top", top), ("left", left)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+        self.top, self.left = top, left
         self.height = check_positive_int(height, "height")
         self.width = check_positive_int(width, "width")
         full_h, full_w = image.shape[2:]

@@ -242,7 +242,7 @@ class Explainer(ABC):
 
     def _without_unused_family_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``kwargs`` less the options this method lacks that are given as ``None`` and belong
-        to another method of the family (:func:`~foxcem.core.registry.family_options`): one
+        to another method of the family (:func:`~foxcem.core.results.family_options`): one
         keyword set, e.g. ``baselines=None``, then runs every method."""
         known = self.options()
         if known is None:

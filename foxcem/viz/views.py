@@ -26,6 +26,10 @@ def denoise(delta: torch.Tensor, fraction: float = 0.1, min_neighbours: int = 1)
     if not isinstance(delta, torch.Tensor) or delta.dim() != 4:
         raise ValueError("`delta` must be a tensor (N, C, H, W)")
     fraction = check_finite_float(fraction, "fraction", minimum=0.0)
+    if not isinstance(min_neighbours, int) or isinstance(min_neighbours, bool):
+        raise TypeError(f"`min_neighbours` must be an int, got {type(min_neighbours).__name__}")
+    if not 0 <= min_neighbours <= 8:
+        raise ValueError(f"`min_neighbours` must be between 0 and 8, got {min_neighbours}")
     magnitude = delta.abs().amax(1, keepdim=True)
     peak = magnitude.flatten(1).amax(1).view(-1, 1, 1, 1)
     kept = (magnitude > fraction * peak).to(delta.dtype)
