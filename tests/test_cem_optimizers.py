@@ -177,6 +177,36 @@ def test_batch_equals_one_by_one(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", [AdaExpGrad, AoExpGrad])
+def test_a_nan_or_inf_gradient_freezes_its_sample_only(cls: type) -> None:
+    """Sample 1 meets a NaN and sample 3 an inf gradient at step 4: both stop where they were
+    and are flagged; every other sample runs exactly as in a batch without them."""
+    x0, lo, hi, _, grad_torch = _problem(seed=2)
+    start = torch.tensor(x0, dtype=torch.float64).reshape(SHAPE)
+    kwargs = dict(eta=1.0, l1=0.2, l2=0.3, lower=torch.tensor(lo).reshape(SHAPE),
+                  upper=torch.tensor(hi).reshape(SHAPE))  # fmt: skip
+    clean, poisoned = start.clone(), start.clone()
+    opt_clean, opt = cls([clean], **kwargs), cls([poisoned], **kwargs)
+    for step in range(10):
+        clean.grad = grad_torch(clean)
+        opt_clean.step()
+        grad = grad_torch(poisoned)
+        if step == 3:
+            before = poisoned.clone()
+            grad[1, 0, 1] = float("nan")
+            grad[3, 1, 2] = float("inf")
+        poisoned.grad = grad
+        opt.step()
+    assert opt.invalid(poisoned).tolist() == [False, True, False, True, False]
+    assert opt.steps(poisoned).tolist() == [10, 3, 10, 3, 10]
+    assert torch.isfinite(poisoned).all() and torch.isfinite(opt.output(poisoned)).all()
+    for n in (1, 3):
+        assert torch.equal(poisoned[n], before[n])
+    for n in (0, 2, 4):
+        assert torch.equal(poisoned[n], clean[n])
+        assert torch.equal(opt.output(poisoned)[n], opt_clean.output(clean)[n])
+
+
+@pytest.mark.parametrize("cls", [AdaExpGrad, AoExpGrad])
 def test_inactive_samples_are_frozen(cls: type) -> None:
     x0, lo, hi, _, grad_torch = _problem(seed=1)
     delta = torch.tensor(x0, dtype=torch.float64).reshape(SHAPE)

@@ -1,6 +1,7 @@
 """The final sparsification pass: it finds the largest feasible drop (brute force over every k
-where the grid covers them all), never breaks an explanation (checked on the model), and only
-ever removes entries."""
+where the grid covers them all, with and without moving the dropped mass onto the kept entries),
+never breaks an explanation (checked on the model), never adds an entry, never flips a sign and
+never grows ‖δ‖₁."""
 
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ def drop_smallest(delta: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def test_the_pass_finds_the_largest_feasible_drop_as_brute_force() -> None:
+def rescaled(dropped: torch.Tensor, delta: torch.Tensor, lower: torch.Tensor,
+             upper: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The brute-force rescale: the kept entries times ‖δ‖₁ / ‖kept‖₁, clipped to the box."""
+    kept = float(dropped.abs().sum())
+    scale = float(delta.abs().sum()) / kept if kept > 0 else 1.0
+    return torch.minimum(torch.maximum(dropped * scale, lower), upper)
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_the_pass_finds_the_largest_feasible_drop_as_brute_force(rescale: bool) -> None:
     torch.manual_seed(0)
     model = nn.Linear(10, 3).eval()
     x = torch.randn(12, 10)
@@ -36,16 +46,29 @@ def test_the_pass_finds_the_largest_feasible_drop_as_brute_force() -> None:
         holds = loss.feasible(loss.evaluate(delta))
     assert 3 <= int(holds.sum()) < 12
     lower, upper = torch.full_like(x, -20.0), torch.full_like(x, 20.0)
-    out = sparsify(loss.evaluate, loss.feasible, delta, lower, upper, holds, candidates=16)
+    out = sparsify(
+        loss.evaluate, loss.feasible, delta, lower, upper, holds, candidates=16, rescale=rescale
+    )
+
+    def holds_at(row: torch.Tensor, i: int) -> bool:
+        return bool(loss.feasible(loss.evaluate(row[None], torch.tensor([i]))))
+
+    rescaled_rows = 0
     for i in range(12):
         if not holds[i]:
             assert torch.equal(out[i], delta[i])  # infeasible rows are left alone
             continue
-        best = max(
-            k for k in range(9)
-            if loss.feasible(loss.evaluate(drop_smallest(delta[i], k)[None], torch.tensor([i])))
-        )  # fmt: skip
-        assert torch.equal(out[i], drop_smallest(delta[i], best)), i
+        tried = {k: [drop_smallest(delta[i], k)] for k in range(9)}
+        if rescale:
+            for rows in tried.values():
+                rows.append(rescaled(rows[0], delta[i], lower[i], upper[i]))
+        best = max(k for k, rows in tried.items() if any(holds_at(r, i) for r in rows))
+        plain = tried[best][0]
+        expected = plain if holds_at(plain, i) else tried[best][1]
+        rescaled_rows += int(not torch.equal(expected, plain))
+        assert torch.allclose(out[i], expected, rtol=1e-6, atol=1e-7), i
+        assert holds_at(out[i], i)
+    assert rescale == (rescaled_rows > 0)  # the case is exercised
 
 
 def test_entries_whose_box_excludes_zero_are_kept() -> None:
@@ -77,8 +100,10 @@ def test_sparsified_explanations_still_hold_on_the_model(
     sparse = explainer.calculate_features(digits_model, x, **options)  # the default: on
     found, base = explainer.meta_data["found"], explainer.meta_data["base"]
     assert torch.equal(found, plain_found) and found.any()
-    # Only removals: every entry is either the plain run's or 0.
-    assert ((sparse == plain) | (sparse == 0)).all()
+    # No entry added, no sign flipped, ‖δ‖₁ never larger (the kept entries may be rescaled).
+    assert ((sparse == 0) | (torch.sign(sparse) == torch.sign(plain))).all()
+    l1 = lambda d: d.abs().flatten(1).sum(1)  # noqa: E731
+    assert (l1(sparse) <= l1(plain) * (1 + 1e-5) + 1e-6).all()
     nonzero = lambda d: (d != 0).flatten(1).sum(1)  # noqa: E731
     assert (nonzero(sparse) <= nonzero(plain)).all() and nonzero(sparse).sum() < nonzero(
         plain

@@ -215,8 +215,9 @@ class ExpGradOptimizer(torch.optim.Optimizer):
                 finite = torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
                 state["invalid"] = state["invalid"] | ~finite
                 state["active"] = state["active"] & finite
-                g = torch.where(per_sample(finite, g).bool(), g, torch.zeros_like(g))
-                g = flush_subnormal(g)  # no subnormal arithmetic from a gradient's tiny entries
+                # A frozen sample's update is discarded (:meth:`_commit`); zeroing its NaN/inf
+                # entries keeps the arithmetic finite. No subnormal arithmetic either.
+                g = flush_subnormal(torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
                 self._commit(state, self._update(g, state, group))
                 p.copy_(self._sparse(state[self._point], state, group))
         return loss
@@ -228,7 +229,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         if tol <= 0:
             return value
         limit = per_sample(state["bound_scale"] * tol, value)
-        return torch.where(value.abs() <= limit, torch.zeros_like(value), value)
+        return value.masked_fill(value.abs() <= limit, 0.0)
 
     def set_active(self, mask: torch.Tensor, param: Optional[torch.Tensor] = None) -> None:
         """Freeze samples: where ``mask`` (N,) is False, :meth:`step` leaves state and value alone.
@@ -273,6 +274,11 @@ class ExpGradOptimizer(torch.optim.Optimizer):
     @staticmethod
     def _commit(state: dict[str, Any], updates: dict[str, torch.Tensor]) -> None:
         active = state["active"]
+        if active.device.type == "cpu" and bool(active.all()):
+            # Every sample moves: no masking. (The check is free on the CPU; on a GPU it would
+            # wait for the device, so the masked form below runs there.)
+            state.update(updates)
+            return
         for key, new in updates.items():
             old = state[key]
             mask = active.reshape((-1,) + (1,) * (new.dim() - 1))

@@ -257,10 +257,10 @@ class CEMExplainer(Explainer):
             start_noise: PN only: std of a Gaussian start (default 0: zeros).
             keep_best: return the best feasible iterate (default True; False: the last one).
             sparsify: drop the smallest entries of each feasible δ for as long as it stays
-                feasible, judged by the model (default True; 16 model calls of the batch at
-                most; :mod:`foxcem.cem.sparsify`): removes faint entries the explanation does
-                not need, where it holds with margin to spare (a δ found right at the margin κ
-                keeps every entry).
+                feasible, judged by the model, each candidate also tried with the dropped mass
+                moved onto the kept entries (‖δ‖₁ never grows; default True; 16 model calls of
+                twice the batch at most; :mod:`foxcem.cem.sparsify`): removes the faint entries
+                the explanation does not need, also when it holds right at the margin κ.
             progress: a progress bar on stderr: True, False, or ``"auto"`` (default: on for a long
                 run when stderr is a terminal).
             threads: CPU threads of the run: ``"auto"`` (default: one thread for small model

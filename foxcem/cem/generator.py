@@ -93,8 +93,9 @@ class ExplanationGenerator:
         c_steps: rounds of the per-sample search over c (1: no search); each round restarts
             from δ₀. Needs a loss with ``set_c`` (as :class:`~foxcem.cem.CEMLoss`).
         sparsify: after the run, drop the smallest entries of each feasible δ while it stays
-            feasible (:mod:`foxcem.cem.sparsify`; a few model calls): removes the faint entries
-            a noisy gradient estimate leaves behind.
+            feasible, moving the dropped mass onto the kept entries where that keeps it feasible
+            (:mod:`foxcem.cem.sparsify`; a few model calls): removes the faint entries a noisy
+            gradient estimate leaves behind.
         threads: CPU threads for the optimisation: ``"auto"`` (default: one thread when a model
             call is small, where more threads lose on a busy machine and gain little on an idle
             one; the caller's setting otherwise), an int, or ``None`` (the caller's setting). The

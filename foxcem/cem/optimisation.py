@@ -237,7 +237,7 @@ class OptimisationRun:
             grad = grad_rows
             if index is not None:
                 grad = torch.zeros_like(state.param).index_copy_(0, index, grad_rows)
-            state.opt.zero_grad()
+            # Assigning ``.grad`` replaces the last one: ``zero_grad`` would only cost time.
             state.param.grad = grad.to(state.param.dtype)
             state.opt.step()
             with torch.no_grad():

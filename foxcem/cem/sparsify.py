@@ -7,6 +7,12 @@ holds with margin κ, judged by the model): per sample, the k smallest-magnitude
 to 0 for a grid of k, all samples in one model call per k, and the largest k that stays feasible
 is refined on a finer grid between it and the next one. Only entries whose box contains 0 are
 dropped, and the result is always one of the evaluated, feasible candidates (or δ unchanged).
+
+A δ found by the c search usually holds its margin just barely, so that dropping even its
+faintest entries breaks it. With ``rescale`` each candidate is therefore also tried with the
+dropped mass moved onto the kept entries: they are scaled so that ‖δ‖₁ is what it was, then
+clipped to the box (so ‖δ‖₁ never grows). Of the two, the plain drop is preferred when both
+hold. The explanation keeps its sign pattern and its total change, on fewer entries.
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ def _drop(flat: torch.Tensor, order_values: torch.Tensor, droppable: torch.Tenso
     return torch.where(dropped, torch.zeros_like(flat), flat)
 
 
+def _rescaled(rows: torch.Tensor, l1: torch.Tensor, lower: torch.Tensor,
+              upper: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """``rows`` (n, d) scaled to the ‖·‖₁ ``l1`` (n,), then clipped to [lower, upper]."""
+    kept = rows.abs().sum(dim=1)
+    scale = torch.where(kept > 0, l1 / kept.clamp(min=torch.finfo(rows.dtype).tiny), 1.0)
+    return torch.minimum(torch.maximum(rows * scale.unsqueeze(1), lower), upper)
+
+
 def sparsify(
     evaluate: Evaluate,
     feasible: Callable[[CEMEvaluation], torch.Tensor],
@@ -42,6 +56,7 @@ def sparsify(
     samples: torch.Tensor,
     candidates: int = 8,
     rounds: int = 2,
+    rescale: bool = True,
 ) -> torch.Tensor:
     """δ with the entries it does not need removed, for the ``samples`` (bool (N,)) whose δ is
     feasible; the other rows unchanged.
@@ -53,35 +68,54 @@ def sparsify(
         lower, upper: its bounds (N, …); entries whose box excludes 0 are never dropped.
         samples: the rows to sparsify (their δ must be feasible).
         candidates, rounds: grid size per round and rounds of refinement; the pass costs
-            ``candidates · rounds`` model calls on the selected rows.
+            ``candidates · rounds`` model calls on the selected rows (on twice as many rows
+            with ``rescale``).
+        rescale: also try each candidate with the dropped mass moved onto the kept entries
+            (‖δ‖₁ kept, clipped to the box).
     """
     index = samples.nonzero().squeeze(1)
     if index.numel() == 0:
         return delta
     n = delta.shape[0]
     flat = delta.reshape(n, -1)[index]
-    droppable = (flat != 0) & ((lower <= 0) & (upper >= 0)).reshape(n, -1)[index]
+    lo, hi = (bound.expand_as(delta).reshape(n, -1)[index] for bound in (lower, upper))
+    droppable = (flat != 0) & (lo <= 0) & (hi >= 0)
     magnitude = torch.where(droppable, flat.abs(), torch.full_like(flat, float("inf")))
     order_values = magnitude.sort(dim=1).values
     count = droppable.sum(dim=1)
+    l1 = flat.abs().sum(dim=1)
+    variants = 2 if rescale else 1
+    rows_index = index.repeat(variants)
+
+    def candidate(k: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+        dropped = _drop(flat, order_values, droppable, k)
+        if not rescale:
+            return dropped
+        return torch.where(scaled.unsqueeze(1), _rescaled(dropped, l1, lo, hi), dropped)
+
     best = torch.zeros_like(count)  # entries dropped in the best feasible candidate so far
+    best_scaled = torch.zeros_like(count, dtype=torch.bool)  # ... and whether it was rescaled
     low, high = torch.zeros_like(count), count
     for _ in range(rounds):
-        step_best = best.clone()
+        step_best, step_scaled = best.clone(), best_scaled.clone()
         for j in range(1, candidates + 1):
             k = low + (high - low) * j // candidates
             k = torch.where(k > best, k, best)
             if bool((k == best).all()):
                 continue
-            rows = _drop(flat, order_values, droppable, k).reshape((-1,) + delta.shape[1:])
-            holds = feasible(evaluate(rows, index))
-            step_best = torch.where(holds & (k > step_best), k, step_best)
+            dropped = _drop(flat, order_values, droppable, k)
+            rows = dropped if not rescale else torch.cat([dropped, _rescaled(dropped, l1, lo, hi)])
+            holds = feasible(evaluate(rows.reshape((-1,) + delta.shape[1:]), rows_index))
+            holds = holds.reshape(variants, -1)
+            better = holds.any(dim=0) & (k > step_best)
+            step_best = torch.where(better, k, step_best)
+            step_scaled = torch.where(better, ~holds[0], step_scaled)  # the plain drop first
         # Refine between the best k and the next candidate above it.
         grid = (high - low) // candidates
         low, high = step_best, torch.minimum(step_best + grid.clamp(min=1), count)
-        best = step_best
+        best, best_scaled = step_best, step_scaled
         if bool((high <= low).all()):
             break
     out = delta.clone()
-    out.reshape(n, -1)[index] = _drop(flat, order_values, droppable, best)
+    out.reshape(n, -1)[index] = candidate(best, best_scaled)
     return out

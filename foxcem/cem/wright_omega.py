@@ -99,4 +99,6 @@ def wright_omega(u: torch.Tensor) -> torch.Tensor:
         u = torch.as_tensor(u, dtype=torch.get_default_dtype())
     if not u.is_floating_point():
         raise TypeError(f"`u` must have a floating dtype, got {u.dtype}")
-    return _WrightOmega.apply(u)
+    if torch.is_grad_enabled() and u.requires_grad:
+        return _WrightOmega.apply(u)
+    return _wright_omega_value(u)  # no graph to record: skip the autograd.Function's overhead
