@@ -79,7 +79,9 @@ def test_search_regularisers_keeps_the_sparsest_found_per_sample() -> None:
 def test_save_every_writes_the_explanation(tmp_path) -> None:
     model, x = linear_model(), torch.rand(2, 1, 4, 4)
     saver = SaveEvery(tmp_path / "deltas", every=10)
-    CEMExplainer().calculate_features(model, x, mode="PN", num_iter=30, c_steps=1, callback=saver)
+    CEMExplainer().calculate_features(
+        model, x, mode="PN", num_iter=30, c_steps=1, callback=saver, pn_start="zeros"
+    )
     assert [p.name for p in saver.saved] == ["delta_10.pt", "delta_20.pt", "delta_30.pt"]
     assert torch.load(saver.saved[0]).shape == x.shape
 

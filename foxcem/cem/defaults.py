@@ -51,7 +51,9 @@ cost (:func:`size_defaults`), so that on 2 CPU cores a batch of 4 takes minutes,
   direction is a forward pass of the batch, so δ is explained on a 14×14 grid of cells
   (``segments="grid:14"``), with 20 directions and 80 × 3 steps (about 5,000 forward passes
   per image). On the upsampled IBM model a 28×28 grid with 20 directions and 40 × 3 steps found
-  no PN (0 of 4), the 14×14 grid with 80 × 3 steps 4 of 4.
+  no PN (0 of 4), the 14×14 grid with 80 × 3 steps 4 of 4. On a ResNet-18 the PN search from
+  δ = 0 stalls short of κ (0 of 4); ``pn_start="auto"`` (:mod:`foxcem.cem.restart`) searches
+  again from the box's far corner and finds 4 of 4 (dense PNs, twice the model passes).
 
 ``benchmarks/cem_large_inputs.py`` measures time and success with them on IBM's MNIST model
 upsampled to 224×224 and on a ResNet-18.

@@ -113,6 +113,7 @@ class CEMExplainer(Explainer):
         early_stop: bool = False,
         keep_best: bool = True,
         sparsify: bool = True,
+        pn_start: str = "auto",
         history: bool = True,
         progress: Union[bool, str] = "auto",
         callback: Optional[Callback] = None,
@@ -191,6 +192,7 @@ class CEMExplainer(Explainer):
             generator=torch.Generator(device=device).manual_seed(seed + 1),
             threads=threads,
             sparsify=check_bool(sparsify, "sparsify"),
+            pn_start=pn_start,
         )
 
     def options(self) -> list[str]:
@@ -261,6 +263,10 @@ class CEMExplainer(Explainer):
                 moved onto the kept entries (‖δ‖₁ never grows; default True; 16 model calls of
                 twice the batch at most; :mod:`foxcem.cem.sparsify`): removes the faint entries
                 the explanation does not need, also when it holds right at the margin κ.
+            pn_start: where a PN's search starts: ``"auto"`` (default: at δ = 0, then once more
+                from the box's far corner — every entry at its largest change — for the samples
+                the first search leaves without a PN; ``meta_data["restarted"]``), ``"zeros"``
+                or ``"full"`` (:mod:`foxcem.cem.restart`).
             progress: a progress bar on stderr: True, False, or ``"auto"`` (default: on for a long
                 run when stderr is a terminal).
             threads: CPU threads of the run: ``"auto"`` (default: one thread for small model

@@ -16,10 +16,12 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import nn
 
+from foxcem.cem.evaluation import check_mode
 from foxcem.cem.loss import CEMLoss
 from foxcem.cem.optimisation import CountedModel, OptimisationRun
 from foxcem.cem.optimizers import AoExpGrad
-from foxcem.cem.tracking import start_point
+from foxcem.cem.restart import check_pn_start, far_corner, merge_restart
+from foxcem.cem.tracking import start_point, warn_missing
 from foxcem.cem.urv import URVGradientEstimator
 from foxcem.core.checks import TargetLike, check_bool, check_finite_float, check_positive_int
 from foxcem.core.model_state import preserve_model_state
@@ -96,6 +98,11 @@ class ExplanationGenerator:
             feasible, moving the dropped mass onto the kept entries where that keeps it feasible
             (:mod:`foxcem.cem.sparsify`; a few model calls): removes the faint entries a noisy
             gradient estimate leaves behind.
+        pn_start: where a PN's search starts: ``"zeros"`` (δ = 0, or the start noise),
+            ``"full"`` (the box's far corner, every entry at its largest change) or ``"auto"``
+            (δ = 0, then a second search from the far corner for the samples the first leaves
+            without a PN, at the cost of a second search of the batch;
+            ``meta_data["restarted"]`` says which; :mod:`foxcem.cem.restart`).
         threads: CPU threads for the optimisation: ``"auto"`` (default: one thread when a model
             call is small, where more threads lose on a busy machine and gain little on an idle
             one; the caller's setting otherwise), an int, or ``None`` (the caller's setting). The
@@ -125,6 +132,7 @@ class ExplanationGenerator:
         c_steps: int = 1,
         threads: ThreadsLike = "auto",
         sparsify: bool = False,
+        pn_start: str = "zeros",
     ) -> None:
         for name, cls in (("loss", loss), ("optimizer", optimizer), ("gradient", gradient)):
             if not callable(cls):
@@ -154,6 +162,8 @@ class ExplanationGenerator:
         self.c_steps = check_positive_int(c_steps, "c_steps")
         self.threads = check_threads(threads)
         self.sparsify = check_bool(sparsify, "sparsify")
+        mode = check_mode(self.loss_kwargs.get("mode", "PN")) if loss is CEMLoss else "PN"
+        self.pn_start = check_pn_start(pn_start, mode, self.start_noise)
 
     def run(
         self,
@@ -213,11 +223,27 @@ class ExplanationGenerator:
         if not callable(gradient):
             raise TypeError(f"the gradient source must be callable, got {type(gradient).__name__}")
         delta0 = start_point(loss, image, self.start_noise, self.generator)
+        is_pn = getattr(loss, "mode", None) == "PN" and hasattr(loss, "upper")
+        if self.pn_start == "full" and is_pn:
+            delta0 = far_corner(loss, delta0)
+        c0 = getattr(loss, "c", None)
+        c0 = c0.clone() if isinstance(c0, torch.Tensor) else c0
         run = OptimisationRun(self, loss, gradient, delta0, model)
         values = values_per_call(gradient, delta0, image)
+        restart = self.pn_start == "auto" and is_pn and hasattr(loss, "set_c")
         with cpu_threads(choose_threads(self.threads, values, image.device)):
-            state, best, invalid = run.search()
-            return run.finish(state, best, invalid, meta_data)
+            first = run.finish(*run.search(), meta_data, warn=not restart)
+            found = first[1].get("found")
+            if not restart or found is None or bool(found.all()):
+                return first
+            loss.set_c(c0)  # the second search starts its c search afresh
+            again = OptimisationRun(self, loss, gradient, far_corner(loss, delta0), model)
+            again.done = run.done  # steps (callbacks, savepoints) count on across both
+            again.watch = run.watch  # one cost announcement per call
+            second = again.finish(*again.search(), meta_data, warn=False)
+            merged = merge_restart(first, second, ~found)
+            warn_missing(merged[1]["found"])
+            return merged
 
     def build(
         self, model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, loss_kwargs: dict

@@ -79,14 +79,8 @@ def check_callback_answer(answer: object) -> bool:
 if TYPE_CHECKING:  # pragma: no cover
     from foxcem.cem.generator import ExplanationGenerator
 
-__all__ = [
-    "CountedModel",
-    "OptimisationRun",
-    "check_callback_answer",
-    "check_gradient",
-    "cheaper_options",
-    "describe",
-]
+__all__ = ["CountedModel", "OptimisationRun", "check_callback_answer", "check_gradient",
+           "cheaper_options", "describe"]  # fmt: skip
 
 #: Readable names of the built-in gradient sources.
 _SOURCES = {"AutogradGradient": "autograd", "URVGradientEstimator": "URV"}
@@ -298,8 +292,10 @@ class OptimisationRun:
         best: Optional[BestIterate],
         invalid: torch.Tensor,
         meta_data: Optional[dict[str, Any]],
+        warn: bool = True,
     ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
-        """The savepoints (the result last) and the meta data of the run."""
+        """The savepoints (the result last) and the meta data of the run; ``warn``: warn about
+        samples without a feasible explanation."""
         result = state.output()
         meta: dict[str, Any] = dict(meta_data or {})
         if best is not None and self.settings.keep_best:
@@ -329,7 +325,8 @@ class OptimisationRun:
             # Judged on the returned δ with the model, whatever the options.
             found = self.feasible(final) & ~invalid
             meta["found"] = meta["best_found"] = found
-            warn_missing(found)
+            if warn:
+                warn_missing(found)
         self.history.to_meta(meta)
         meta["iterations"] = self.iterations
         meta["num_iter"] = self.done
