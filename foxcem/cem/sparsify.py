@@ -84,38 +84,33 @@ def sparsify(
     order_values = magnitude.sort(dim=1).values
     count = droppable.sum(dim=1)
     l1 = flat.abs().sum(dim=1)
-    variants = 2 if rescale else 1
-    rows_index = index.repeat(variants)
-
-    def candidate(k: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
-        dropped = _drop(flat, order_values, droppable, k)
-        if not rescale:
-            return dropped
-        return torch.where(scaled.unsqueeze(1), _rescaled(dropped, l1, lo, hi), dropped)
-
+    rows_index = index.repeat(2 if rescale else 1)
     best = torch.zeros_like(count)  # entries dropped in the best feasible candidate so far
-    best_scaled = torch.zeros_like(count, dtype=torch.bool)  # ... and whether it was rescaled
+    best_rows = flat  # ... and that candidate (k = 0: δ unchanged)
     low, high = torch.zeros_like(count), count
     for _ in range(rounds):
-        step_best, step_scaled = best.clone(), best_scaled.clone()
+        step_best, step_rows = best.clone(), best_rows
         for j in range(1, candidates + 1):
             k = low + (high - low) * j // candidates
             k = torch.where(k > best, k, best)
             if bool((k == best).all()):
                 continue
-            dropped = _drop(flat, order_values, droppable, k)
-            rows = dropped if not rescale else torch.cat([dropped, _rescaled(dropped, l1, lo, hi)])
-            holds = feasible(evaluate(rows.reshape((-1,) + delta.shape[1:]), rows_index))
-            holds = holds.reshape(variants, -1)
+            tried = [_drop(flat, order_values, droppable, k)]
+            if rescale:
+                tried.append(_rescaled(tried[0], l1, lo, hi))
+            rows = torch.cat(tried).reshape((-1,) + delta.shape[1:])
+            holds = feasible(evaluate(rows, rows_index)).reshape(len(tried), -1)
             better = holds.any(dim=0) & (k > step_best)
+            # The plain drop where it holds, else its rescaled twin.
+            chosen = tried[0] if not rescale else torch.where(holds[0, :, None], *tried)
             step_best = torch.where(better, k, step_best)
-            step_scaled = torch.where(better, ~holds[0], step_scaled)  # the plain drop first
+            step_rows = torch.where(better.unsqueeze(1), chosen, step_rows)
         # Refine between the best k and the next candidate above it.
         grid = (high - low) // candidates
         low, high = step_best, torch.minimum(step_best + grid.clamp(min=1), count)
-        best, best_scaled = step_best, step_scaled
+        best, best_rows = step_best, step_rows
         if bool((high <= low).all()):
             break
     out = delta.clone()
-    out.reshape(n, -1)[index] = candidate(best, best_scaled)
+    out.reshape(n, -1)[index] = best_rows
     return out
