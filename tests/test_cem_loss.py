@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foxcem.cem import CEMLoss
+from foxcem.cem.scores import ClassMargin
 
 N = 6
 
@@ -214,3 +215,32 @@ def test_device(device: str) -> None:
     loss = CEMLoss(model, x, mode="PN", c=torch.ones(N, device=device))
     out = loss(torch.zeros(2, N, 2, 3, 3, device=device))
     assert out.shape == (2, N) and out.device.type == device
+
+
+@pytest.mark.parametrize("mode", ["PN", "PP"])
+def test_margin_gradient_is_the_one_hot_difference(mode: str) -> None:
+    # The attack reads two scores; its gradient with respect to the scores is +1 at one class
+    # and −1 at the other, whichever class the top other one is (checked row by row).
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.randn(5, 7, generator=generator, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 3, 6, 2, 2])
+    margin = ClassMargin(1.0 if mode == "PN" else -1.0)
+    value = margin(scores, target, reuse=True)
+    (grad,) = torch.autograd.grad(value.sum(), scores)
+    sign = 1.0 if mode == "PN" else -1.0
+    for n in range(5):
+        others = [k for k in range(7) if k != int(target[n])]
+        j = max(others, key=lambda k: float(scores[n, k]))
+        assert float(value[n]) == sign * (float(scores[n, target[n]]) - float(scores[n, j]))
+        expected = torch.zeros(7, dtype=torch.float64)
+        expected[target[n]], expected[j] = sign, -sign
+        assert torch.equal(grad[n], expected)
+    # The kept target mask serves the next call of the same shape only.
+    again = margin(scores.detach()[:, [1, 0, 2, 3, 4, 5, 6]], target, reuse=False)
+    swapped = scores.detach()[:, [1, 0, 2, 3, 4, 5, 6]]
+    for n in range(5):
+        others = [k for k in range(7) if k != int(target[n])]
+        top = max(float(swapped[n, k]) for k in others)
+        assert float(again[n]) == sign * (float(swapped[n, target[n]]) - top)
+    leading = margin(scores.detach().expand(3, 5, 7), target.expand(3, 5), reuse=True)
+    assert torch.equal(leading, value.detach().expand(3, 5))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.optim.optimizer as optimizer_hooks
 
 from foxcem.cem import AdaExpGrad, AoExpGrad, exp_grad_prox
 
@@ -296,3 +297,37 @@ def test_float32_runs_and_beta_is_one_over_d(device: str) -> None:
     assert opt.output(delta).dtype == torch.float32
     torch.testing.assert_close(opt.output(delta), expected, atol=2e-3, rtol=0)
     assert math.isclose(1.0 / delta[0].numel(), 1 / 64)
+
+
+def test_step_hooks_and_the_profiler_label_survive_the_lighter_step_wrapper() -> None:
+    # The optimizers replace torch.optim's step wrapper with a lighter one: every kind of step
+    # hook still runs in order, a pre-hook may replace the arguments, and a profiler sees the
+    # usual label.
+    delta = torch.zeros(2, 3)
+    opt = AoExpGrad([delta], l1=0.1, l2=0.1, lower=-1.0, upper=1.0)
+    calls: list[str] = []
+    opt.register_step_pre_hook(lambda o, a, k: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, a, k: calls.append("post"))
+    handles = [
+        optimizer_hooks.register_optimizer_step_pre_hook(
+            lambda o, a, k: calls.append("global pre")
+        ),
+        optimizer_hooks.register_optimizer_step_post_hook(
+            lambda o, a, k: calls.append("global post")
+        ),
+    ]
+    try:
+        delta.grad = torch.ones(2, 3)
+        opt.step()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == ["global pre", "pre", "post", "global post"]
+    assert bool((delta < 0).all())  # the step itself ran
+    closure_calls: list[int] = []
+    opt.register_step_pre_hook(lambda o, a, k: ((o, lambda: closure_calls.append(1)), {}))
+    opt.step()
+    assert closure_calls == [1]  # the replaced arguments reached step()
+    with torch.profiler.profile() as prof:
+        opt.step()
+    assert any(e.name == "Optimizer.step#AoExpGrad.step" for e in prof.events())

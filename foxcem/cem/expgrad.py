@@ -7,13 +7,21 @@ Subclasses implement ``_update`` (the method's step for one parameter), as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, Optional
 
 import torch
 
 from foxcem.cem.bounds import BoundLike, broadcast_bound
-from foxcem.cem.prox import exp_grad_prox, flush_subnormal, per_sample
+from foxcem.cem.prox import (
+    flush_subnormal,
+    mirror,
+    per_sample,
+    prox_from_mirror,
+    shrink_coefficients,
+)
+from foxcem.cem.step_hooks import light_profile_hook_step
 from foxcem.cem.wright_omega import widest_float
 from foxcem.core.checks import check_bool, check_finite_float
 
@@ -23,10 +31,10 @@ _COMPILED: dict[str, Any] = {}
 
 
 def compiled_prox() -> Any:
-    """:func:`~foxcem.cem.prox.exp_grad_prox` under ``torch.compile(fullgraph=True)``, built
-    once per process."""
+    """:func:`~foxcem.cem.prox.prox_from_mirror` under ``torch.compile(fullgraph=True)``,
+    built once per process."""
     if "prox" not in _COMPILED:
-        _COMPILED["prox"] = torch.compile(exp_grad_prox, fullgraph=True, dynamic=True)
+        _COMPILED["prox"] = torch.compile(prox_from_mirror, fullgraph=True, dynamic=True)
     return _COMPILED["prox"]
 
 
@@ -35,7 +43,7 @@ def _as_bound(
 ) -> Optional[torch.Tensor]:
     if value is None:
         return None
-    bound = torch.as_tensor(value, device=param.device).to(dtype)
+    bound = flush_subnormal(torch.as_tensor(value, device=param.device).to(dtype))
     return broadcast_bound(bound, param.shape, name, "broadcastable to the parameter's")
 
 
@@ -96,8 +104,10 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         compile: bool = False,
     ) -> None:
         #: the proximal map, compiled with ``torch.compile`` (fullgraph) when ``compile`` is set:
-        #: the step's ~150 small operations fused into a few kernels.
-        self._prox_fn = compiled_prox() if check_bool(compile, "compile") else exp_grad_prox
+        #: its ~50 small operations fused into a few kernels.
+        self._prox_fn = compiled_prox() if check_bool(compile, "compile") else prox_from_mirror
+        #: per parameter: (zero_tol, bound_scale, the per-sample zero limit derived from them).
+        self._zero_limits: dict[int, tuple[float, torch.Tensor, torch.Tensor]] = {}
         defaults = dict(
             eta=check_finite_float(eta, "eta", minimum=0.0, strict=True),
             l1=check_finite_float(l1, "l1", minimum=0.0),
@@ -188,6 +198,9 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         """The method's step for one parameter: its new state entries, every sample updated."""
         raise NotImplementedError
 
+    #: torch.optim's step wrapper, lighter (:mod:`foxcem.cem.step_hooks`).
+    profile_hook_step = staticmethod(light_profile_hook_step)
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> Optional[torch.Tensor]:
         """One step for every parameter with a ``.grad``; frozen samples keep state and value.
@@ -209,27 +222,41 @@ class ExpGradOptimizer(torch.optim.Optimizer):
                 state = self.state[p]
                 if "step" not in state:
                     self._init_state(p, state, group)
-                g = p.grad.detach().to(state["x"].dtype)
-                # A NaN/inf gradient would poison the sample's state: the sample is frozen and
-                # flagged instead (no host sync; see :meth:`invalid`).
-                finite = torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
-                state["invalid"] = state["invalid"] | ~finite
-                state["active"] = state["active"] & finite
-                # A frozen sample's update is discarded (:meth:`_commit`); zeroing its NaN/inf
-                # entries keeps the arithmetic finite. No subnormal arithmetic either.
-                g = flush_subnormal(torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
-                self._commit(state, self._update(g, state, group))
-                p.copy_(self._sparse(state[self._point], state, group))
+                g = p.grad.detach()
+                if g.dtype != state["x"].dtype:
+                    g = g.to(state["x"].dtype)
+                if g.device.type != "cpu" or not math.isfinite(float(g.sum())):
+                    # A NaN/inf gradient would poison the sample's state: the sample is frozen
+                    # and flagged instead (no host sync; see :meth:`invalid`). On the CPU the
+                    # check above is free (a finite sum: every entry finite; a sum that
+                    # overflows only takes this path for nothing).
+                    finite = torch.isfinite(g).reshape(g.shape[0], -1).all(dim=1)
+                    state["invalid"] = state["invalid"] | ~finite
+                    state["active"] = state["active"] & finite
+                    # A frozen sample's update is discarded (:meth:`_commit`); zeroing its
+                    # NaN/inf entries keeps the arithmetic finite.
+                    g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+                self._commit(state, self._update(flush_subnormal(g), state, group))
+                p.copy_(self._sparse(state[self._point], state, group, p))
         return loss
 
     def _sparse(
-        self, value: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+        self,
+        value: torch.Tensor,
+        state: dict[str, Any],
+        group: dict[str, Any],
+        param: torch.Tensor,
     ) -> torch.Tensor:
         tol = float(group.get("zero_tol", 0.0))
         if tol <= 0:
             return value
-        limit = per_sample(state["bound_scale"] * tol, value)
-        return value.masked_fill(value.abs() <= limit, 0.0)
+        scale = state["bound_scale"]
+        cached = self._zero_limits.get(id(param))
+        if cached is None or cached[0] != tol or cached[1] is not scale:
+            # Built once per tolerance and bound: two launches fewer per step.
+            cached = (tol, scale, per_sample(scale * tol, value))
+            self._zero_limits[id(param)] = cached
+        return value.masked_fill(value.abs() <= cached[2], 0.0)
 
     def set_active(self, mask: torch.Tensor, param: Optional[torch.Tensor] = None) -> None:
         """Freeze samples: where ``mask`` (N,) is False, :meth:`step` leaves state and value alone.
@@ -255,7 +282,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         if "y" not in state:
             return param.detach().clone()
         group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        return self._sparse(state["y"], state, group).to(param.dtype)
+        return self._sparse(state["y"], state, group, param).to(param.dtype)
 
     def invalid(self, param: torch.Tensor) -> torch.Tensor:
         """(N,) bool: samples that received a NaN/inf gradient (frozen since then)."""
@@ -288,12 +315,17 @@ class ExpGradOptimizer(torch.optim.Optimizer):
         self,
         state: dict[str, Any],
         group: dict[str, Any],
-        G: torch.Tensor,
-        alpha: torch.Tensor,
-        scale: torch.Tensor,
+        z: torch.Tensor,
+        s_over_alpha: torch.Tensor,
     ) -> torch.Tensor:
-        beta = 1.0 / G[0].numel()
-        return self._prox_fn(
-            state["x"], G, alpha, group["l1"], group["l2"], scale, beta,
-            state["lower"], state["upper"], state["cap"],
-        )  # fmt: skip
+        """The proximal step from the mirror point z = mirror(x) − G/α (N, …), with the
+        regulariser's scale over the step size s/α per sample, (N, 1, …, 1) in z's dtype."""
+        shrink, b = shrink_coefficients(s_over_alpha, group["l1"], group["l2"])
+        beta = 1.0 / math.prod(z.shape[1:])
+        return self._prox_fn(z, shrink, b, beta, state["lower"], state["upper"], state["cap"])
+
+    @staticmethod
+    def _mirror(state: dict[str, Any]) -> torch.Tensor:
+        """mirror(x) of the current point x."""
+        x = state["x"]
+        return mirror(x, 1.0 / math.prod(x.shape[1:]))

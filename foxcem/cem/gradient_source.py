@@ -143,7 +143,7 @@ class AutogradGradient(GradientSource):
     def __call__(self, delta: torch.Tensor, samples: Optional[torch.Tensor] = None) -> torch.Tensor:
         self.last_num_calls = 1
         with gradients_enabled():
-            point = delta.detach().clone().requires_grad_(True)
+            point = delta.detach().requires_grad_(True)  # a new leaf; δ itself untouched
             evaluation = self.evaluate(point, samples)
             value = loss_values(evaluation)
             if not isinstance(value, torch.Tensor):

@@ -41,7 +41,7 @@ from foxcem.cem.evaluation import (
     check_mode,
     select_rows,
 )
-from foxcem.cem.scores import ScoreReading
+from foxcem.cem.scores import ClassMargin, ScoreReading
 from foxcem.cem.segments import SegmentsLike, SegmentSpace, resolve_segments
 from foxcem.core.checks import (
     TargetLike,
@@ -147,6 +147,8 @@ class CEMLoss:
                 f"`x` must be a batch (N, ...) with N samples, got shape {tuple(x.shape)}"
             )
         self.mode = check_mode(mode)
+        #: the attack value: f_t − f_j (PN) or f_j − f_t (PP).
+        self.margin = ClassMargin(1.0 if self.mode == "PN" else -1.0)
         self.model = model
         self.x = x.detach()
         self.channels_first = check_bool(channels_first, "channels_first")
@@ -284,16 +286,10 @@ class CEMLoss:
         scores = raw.to(accumulation_dtype(raw.dtype)).reshape(lead + (-1,))
         scores = self.reading(scores)
         target = target.expand(lead)
-        f_t = scores.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        pn_target = None
         if self.pn_target is not None:
             pn_target = select_rows(self.pn_target, samples).expand(lead)
-            other = scores.gather(-1, pn_target.unsqueeze(-1)).squeeze(-1)
-        else:
-            is_target = torch.zeros_like(scores, dtype=torch.bool).scatter_(
-                -1, target.unsqueeze(-1), True
-            )
-            other = scores.masked_fill(is_target, float("-inf")).amax(dim=-1)
-        attack = other - f_t if self.mode == "PP" else f_t - other
+        attack = self.margin(scores, target, pn_target, reuse=samples is None)
         if self.smooth:
             hinge = F.softplus(attack + self.K) - self.K
         else:

@@ -205,6 +205,7 @@ class OptimisationRun:
             or settings.callback is not None or settings.verbose_every > 0
         )  # fmt: skip
         takes_samples = getattr(gradient, "takes_samples", False)
+        kappa = float(getattr(self.loss, "K", 0.0))
         for step in range(1, settings.num_iter + 2):
             last = step == settings.num_iter + 1
             index = state.index
@@ -221,7 +222,6 @@ class OptimisationRun:
                 state.evaluation = merge(state.evaluation, seen, index)
                 if best is not None:
                     assert self.feasible is not None
-                    kappa = float(getattr(self.loss, "K", 0.0))
                     state.engaged |= ~(state.evaluation.attack <= -kappa)
                     best.offer(state.param, self.feasible(state.evaluation), state.engaged)
                 if step > 1 and self.after_step(state):
@@ -234,11 +234,10 @@ class OptimisationRun:
             # Assigning ``.grad`` replaces the last one: ``zero_grad`` would only cost time.
             state.param.grad = grad.to(state.param.dtype)
             state.opt.step()
-            with torch.no_grad():
-                if hasattr(self.loss, "lower"):
-                    torch.maximum(state.param, self.loss.lower, out=state.param)
-                    torch.minimum(state.param, self.loss.upper, out=state.param)
-            self.iterations += state.active.long()
+            if hasattr(self.loss, "lower"):  # also after an optimizer that clips: rounding
+                with torch.no_grad():
+                    torch.clamp(state.param, self.loss.lower, self.loss.upper, out=state.param)
+            self.iterations += state.active
             self.done += 1
             self.bar.update(1)
             self.watch.update(1)
@@ -255,8 +254,12 @@ class OptimisationRun:
         settings = self.settings
         assert state.evaluation is not None
         current = state.param.detach()
-        record = History.describe(current, state.evaluation)
-        self.history.append(record)
+        verbose = settings.verbose_every and self.done % settings.verbose_every == 0
+        # The record costs a few launches per step: built only when someone reads it.
+        record: dict[str, torch.Tensor] = {}
+        if self.history.enabled or settings.callback is not None or verbose:
+            record = History.describe(current, state.evaluation)
+            self.history.append(record)
         if settings.early_stop:
             change = (current - state.previous).abs().reshape(len(current), -1).amax(dim=1)
             kappa = float(getattr(self.loss, "K", 0.0))
@@ -264,12 +267,12 @@ class OptimisationRun:
             state.active = state.active & ~done
             if hasattr(state.opt, "set_active"):
                 state.opt.set_active(state.active, state.param)
-        state.previous = current.clone()
+            state.previous = current.clone()
         stop = False
         if settings.callback is not None:
             info = {"delta": current, **record, "active": state.active}
             stop = check_callback_answer(settings.callback(self.done, info))
-        if settings.verbose_every and self.done % settings.verbose_every == 0:
+        if verbose:
             print(f"CEM iter {self.done}/{settings.num_iter}: {History.summary(record)}")
         return stop
 

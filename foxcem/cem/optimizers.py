@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from foxcem.cem.expgrad import BoundLike, ExpGradOptimizer
-from foxcem.cem.prox import exp_grad_prox, flush_subnormal, per_sample
+from foxcem.cem.prox import exp_grad_prox, flush_subnormal, max_abs, per_sample
 from foxcem.core.checks import check_finite_float
 
 __all__ = ["AdaExpGrad", "AoExpGrad", "ExpGradOptimizer", "exp_grad_prox"]
@@ -49,11 +49,14 @@ class AdaExpGrad(ExpGradOptimizer):
         self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         t = state["step"] + 1
-        g_inf = g.abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
-        lam = state["lam"] + g_inf**2
-        alpha = group["eta"] * torch.sqrt(lam)
-        x = self._prox(state, group, g, alpha, torch.ones_like(t))
-        y = flush_subnormal(x / per_sample(t, x) + per_sample(1.0 - 1.0 / t, x) * state["y"])
+        g_inf = max_abs(g).to(t.dtype)
+        lam = torch.addcmul(state["lam"], g_inf, g_inf)
+        # 1/α per sample, in δ's dtype (the counters stay in float64)
+        inverse = per_sample(1.0 / (group["eta"] * torch.sqrt(lam)), g)
+        z = torch.addcmul(self._mirror(state), inverse, g, value=-1.0)  # mirror(x) − g/α
+        x = self._prox(state, group, z, inverse)
+        # y ← x/t + (1 − 1/t)·y
+        y = flush_subnormal(torch.lerp(state["y"], x, per_sample(1.0 / t, x)))
         return {"step": t, "lam": lam, "x": x, "y": y}
 
 
@@ -104,21 +107,35 @@ class AoExpGrad(ExpGradOptimizer):
     def _update(
         self, g: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        d = g[0].numel()
+        d = math.prod(g.shape[1:])
         t = state["step"] + 1
         B = state["B"] + t
         h = state["h"]
-        gh_inf = (g - h).abs().reshape(g.shape[0], -1).amax(dim=1).to(t.dtype)
-        lam = state["lam"] + (t * gh_inf) ** 2
-        alpha = group["eta"] * torch.sqrt(lam) / math.sqrt(math.log(d + 1))
-        strength = group["l1"] + group["l2"] * state["bound_scale"]
-        floor = group["eta"] * (t + 1.0) * strength / math.log(2.0)
-        floor = torch.where(floor > 0, floor, torch.full_like(floor, self.alpha_min))
-        alpha = torch.where(lam > 0, alpha, floor)
+        tg = t * max_abs(g - h).to(t.dtype)
+        lam = torch.addcmul(state["lam"], tg, tg)
+        alpha = torch.sqrt(lam) * (group["eta"] / math.sqrt(math.log(d + 1)))
+        # λ only grows, so after the first nonzero gradient the floor is never used; on the
+        # CPU checking that is cheaper than building it.
+        if lam.device.type != "cpu" or not float(lam.min()) > 0:
+            alpha = torch.where(lam > 0, alpha, self._alpha_floor(t, state, group))
         # Keep s·l2/α finite even for a subnormal α.
         alpha = torch.clamp(alpha, min=math.sqrt(torch.finfo(g.dtype).tiny))
-        t_ = per_sample(t, g)
-        G = t_ * g - t_ * h + (t_ + 1.0) * g
-        x = self._prox(state, group, G, alpha, t + 1.0)
-        y = flush_subnormal(per_sample(t / B, x) * x + per_sample((B - t) / B, x) * state["y"])
+        # Per-sample coefficients in δ's dtype (the counters stay in float64).
+        inverse, t_ = per_sample(1.0 / alpha, g), per_sample(t, g)
+        t_inverse = t_ * inverse
+        # z = mirror(x) − G/α with G = (2t + 1)·g − t·h: two fused multiply-adds.
+        z = torch.addcmul(self._mirror(state), torch.add(inverse, t_inverse, alpha=2.0), g,
+                          value=-1.0)  # fmt: skip
+        z = torch.addcmul(z, t_inverse, h)
+        x = self._prox(state, group, z, inverse + t_inverse)  # s/α with s = t + 1
+        # y ← (t/B)·x + ((B − t)/B)·y
+        y = flush_subnormal(torch.lerp(state["y"], x, per_sample(t / B, x)))
         return {"step": t, "B": B, "lam": lam, "x": x, "y": y, "h": g}
+
+    def _alpha_floor(
+        self, t: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> torch.Tensor:
+        """α while λ = 0: the regulariser alone shrinks each entry by at most half a step."""
+        strength = group["l1"] + group["l2"] * state["bound_scale"]
+        floor = group["eta"] * (t + 1.0) * strength / math.log(2.0)
+        return torch.where(floor > 0, floor, torch.full_like(floor, self.alpha_min))

@@ -10,7 +10,15 @@ import torch
 
 from foxcem.cem.wright_omega import wright_omega
 
-__all__ = ["exp_grad_prox", "flush_subnormal", "per_sample"]
+__all__ = [
+    "exp_grad_prox",
+    "flush_subnormal",
+    "max_abs",
+    "mirror",
+    "per_sample",
+    "prox_from_mirror",
+    "shrink_coefficients",
+]
 
 
 def per_sample(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -29,6 +37,11 @@ def flush_subnormal(value: torch.Tensor) -> torch.Tensor:
     touching the process-wide flush-to-zero setting.
     """
     return value.masked_fill(value.abs() < torch.finfo(value.dtype).tiny, 0.0)
+
+
+def mirror(x: torch.Tensor, beta: float) -> torch.Tensor:
+    """The ExpGrad mirror map sign(x)·log(|x|/β + 1), elementwise."""
+    return torch.log1p(x.abs() * (1.0 / beta)).copysign(x)
 
 
 def exp_grad_prox(
@@ -69,25 +82,57 @@ def exp_grad_prox(
         The new point, (N, …), never NaN for finite inputs (ω never overflows), without
         subnormal entries (:func:`flush_subnormal`).
     """
-    a_ = per_sample(alpha, x)
-    s_ = per_sample(scale, x)
-    z = torch.sign(x) * torch.log1p(x.abs() / beta) - G / a_
-    abs_z = z.abs()
-    shrink = s_ * l1 / a_
-    if l2 == 0.0:
-        m = torch.clamp(abs_z - shrink, min=0.0)
+    inverse = per_sample(1.0 / alpha, x)
+    z = mirror(x, beta) - G * inverse
+    shrink, b = shrink_coefficients(per_sample(scale, x) * inverse, l1, l2)
+    return prox_from_mirror(z, shrink, b, beta, lower, upper, cap)
+
+
+def shrink_coefficients(
+    s_over_alpha: torch.Tensor, l1: float, l2: float
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The soft threshold s·l1/α and the l2 coefficient b = s·l2/α (``None`` when l2 = 0), from
+    s/α (any shape, e.g. per sample (N, 1, …, 1))."""
+    return s_over_alpha * l1, (s_over_alpha * l2 if l2 > 0 else None)
+
+
+def prox_from_mirror(
+    z: torch.Tensor,
+    shrink: torch.Tensor,
+    b: Optional[torch.Tensor],
+    beta: float,
+    lower: Optional[torch.Tensor] = None,
+    upper: Optional[torch.Tensor] = None,
+    cap: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The second half of :func:`exp_grad_prox`, from the mirror point z = mirror(x) − G/α.
+
+    Args:
+        z: (N, …).
+        shrink: s·l1/α per sample, broadcastable to z.
+        b: s·l2/α per sample, broadcastable to z; ``None`` for l2 = 0.
+        beta, lower, upper, cap: as :func:`exp_grad_prox`.
+
+    Written for a small δ, where each elementwise operation costs its launch, not its size:
+    clipping is one ``clamp``, and one comparison both removes the rounding below 0 and flushes
+    subnormal values.
+    """
+    excess = torch.clamp(z.abs() - shrink, min=0.0)  # max(|z| − s·l1/α, 0) = −c
+    if b is None:
         if cap is not None:
-            m = torch.minimum(m, cap)
-        v = beta * torch.expm1(m)
+            excess = torch.minimum(excess, cap)
+        v = beta * torch.expm1(excess)
     else:
-        b = s_ * l2 / a_
-        c = torch.clamp(shrink - abs_z, max=0.0)
         ab = beta * b
-        v = wright_omega(ab - c + torch.log(ab)) / b - beta
-        v = torch.clamp(v, min=0.0)  # exact value is ≥ 0; removes rounding below it
-    out = torch.sign(z) * v
-    if lower is not None:
-        out = torch.maximum(out, lower)
-    if upper is not None:
-        out = torch.minimum(out, upper)
-    return flush_subnormal(out)
+        v = wright_omega(excess + (ab + torch.log(ab)), finite=True) / b - beta
+    # v ≥ 0 exactly: this drops the rounding below 0 and the subnormal values in one pass.
+    v = v.masked_fill(v < torch.finfo(v.dtype).tiny, 0.0)
+    out = v.copysign(z)  # sign(z)·v (z = 0 only where v = 0 up to rounding)
+    if lower is not None or upper is not None:
+        out = torch.clamp(out, lower, upper)
+    return out
+
+
+def max_abs(value: torch.Tensor) -> torch.Tensor:
+    """max |value| per sample, (N,), in one reduction."""
+    return torch.linalg.vector_norm(value.reshape(value.shape[0], -1), float("inf"), dim=1)

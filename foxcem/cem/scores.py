@@ -7,9 +7,11 @@ which cancels in every margin, so the same κ means the same confidence.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-__all__ = ["SCORES", "ScoreReading", "are_probabilities"]
+__all__ = ["SCORES", "ScoreReading", "ClassMargin", "are_probabilities"]
 
 #: The values of the ``scores`` option.
 SCORES = ("auto", "logits", "probabilities")
@@ -48,3 +50,50 @@ class ScoreReading:
         # Floored at the smallest normal number: an exact zero gives a finite margin, and every
         # probability the dtype resolves keeps its gradient.
         return torch.log(torch.clamp(scores, min=torch.finfo(scores.dtype).tiny))
+
+
+class ClassMargin:
+    """The margin between the target's score and another class's: f_t − f_j per row (PN's
+    attack), or f_j − f_t (PP's), from scores (*L, classes) and targets (*L,), differentiable
+    with respect to the scores. j is given (a PN target class) or the top other class
+    ``argmax_{i≠t} f_i``.
+
+    The two scores are gathered in one call and combined by a product with (1, −1): the
+    backward pass is one scatter, where ``amax`` over the other classes would compare, count
+    ties and divide. On a small model these launches are a visible part of each step. The
+    target mask of a call over every sample is kept, by shape, for the next call (the targets
+    of a loss never change).
+
+    Args:
+        sign: 1 for f_t − f_j, −1 for f_j − f_t.
+    """
+
+    def __init__(self, sign: float) -> None:
+        self._masks: dict[tuple[int, ...], torch.Tensor] = {}
+        self._sign: Optional[torch.Tensor] = None
+        self.sign = sign
+
+    def __call__(
+        self,
+        scores: torch.Tensor,
+        target: torch.Tensor,
+        other: Optional[torch.Tensor] = None,
+        reuse: bool = False,
+    ) -> torch.Tensor:
+        """The margin (*L,); ``reuse``: ``target`` is the loss's own (every sample in order), so
+        its mask may be kept."""
+        if other is None:
+            shape = tuple(scores.shape)
+            is_target = self._masks.get(shape) if reuse else None
+            if is_target is None:
+                is_target = torch.zeros(shape, dtype=torch.bool, device=scores.device)
+                is_target.scatter_(-1, target.unsqueeze(-1), True)
+                if reuse:
+                    self._masks[shape] = is_target
+            other = scores.detach().masked_fill(is_target, float("-inf")).argmax(dim=-1)
+        pair = scores.gather(-1, torch.stack((target, other), dim=-1))
+        sign = self._sign
+        if sign is None or sign.dtype != pair.dtype or sign.device != pair.device:
+            sign = torch.tensor([self.sign, -self.sign], dtype=pair.dtype, device=pair.device)
+            self._sign = sign
+        return (pair * sign).sum(dim=-1)  # exactly ±(f_t − f_j): each product is exact

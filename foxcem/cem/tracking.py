@@ -30,7 +30,8 @@ def regulariser(delta: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
     flat = delta.detach().reshape(delta.shape[0], -1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
-    return l1 * flat.abs().sum(dim=1) + 0.5 * l2 * flat.pow(2).sum(dim=1)
+    norm1 = torch.linalg.vector_norm(flat, 1, dim=1)
+    return torch.add(l1 * norm1, torch.linalg.vecdot(flat, flat), alpha=0.5 * l2)
 
 
 class BestIterate:
@@ -59,6 +60,8 @@ class BestIterate:
         search (default: all): a PP starts feasible, and its first iterates stay so whatever c
         is, until the attack term first engages.
         """
+        if feasible.device.type == "cpu" and not bool(feasible.any()):
+            return  # nothing to keep or count (the check is free on the CPU only)
         value = regulariser(delta, self.l1, self.l2).to(self.value.dtype)
         better = feasible & (value < self.value)
         self.value = torch.where(better, value, self.value)
@@ -88,8 +91,8 @@ class History:
         return {
             "loss": evaluation.loss.detach(),
             "attack": evaluation.attack.detach(),
-            "l1": flat.abs().sum(dim=1),
-            "l2": flat.pow(2).sum(dim=1),
+            "l1": torch.linalg.vector_norm(flat, 1, dim=1),
+            "l2": torch.linalg.vecdot(flat, flat),
             "success": evaluation.success,
         }
 

@@ -2,10 +2,12 @@
 
 ω is the solution of ω + log ω = u; it is what the ExpGrad proximal step needs when l2 > 0. The
 older numpy code evaluated it as ``lambertw(exp(u))``, which overflows for u ≳ 709 (float64) and
-u ≳ 88 (float32). Here it is computed from a closed-form start (series e^u for u ≪ 0, the Taylor
-series about u = 1 in the middle, the asymptotic series u − log u + … for u > 1) followed by two
-steps of the classical fourth-order iteration for ω + log ω = u (Communications of the ACM 16(2),
-1973; also used by scipy), written so that no intermediate overflows.
+u ≳ 88 (float32). Here it is computed from a closed-form start that shares ω's behaviour at both ends (within 2%
+in between), followed by steps of the classical fourth-order iteration for ω + log ω = u
+(Communications of the ACM 16(2), 1973; also used by scipy), written so that no intermediate
+overflows: one step for results up to float32, two for float64. The cost is a fixed number of
+elementwise operations (about 20 for float32): on a small δ it is their count, not their size,
+that costs, so the start has no branches.
 The iteration runs in float64 (float32 on devices without float64), so float32 results are
 correctly rounded up to an ulp or two.
 """
@@ -13,34 +15,36 @@ correctly rounded up to an ulp or two.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["wright_omega"]
 
 #: Below this u, ω(u) = eᵘ·(1 − eᵘ + …) equals eᵘ to working precision.
 _EXP_THRESHOLD = {torch.float64: -40.0, torch.float32: -20.0}
-_ITERATIONS = 2
+#: Fourth-order steps after the start, by the dtype of the result.
+_ITERATIONS = {torch.float64: 2}
 
 
 def _start(u: torch.Tensor) -> torch.Tensor:
-    """A first approximation of ω(u) for u ≥ the exp threshold (relative error below ~5%)."""
-    e = torch.exp(torch.clamp(u, max=-2.0))
-    low = e * (1.0 - e + 1.5 * e * e)  # u ≤ -2: series in eᵘ
-    v = torch.clamp(u, -2.0, 1.0) - 1.0  # -2 < u ≤ 1: Taylor series about u = 1 (ω(1) = 1)
-    mid = 1.0 + v * (0.5 + v * (1.0 / 16.0 + v * (-1.0 / 192.0 + v * (-1.0 / 3072.0))))
-    big = torch.clamp(u, min=1.0)  # u > 1: asymptotic series
-    log_big = torch.log(big)
-    high = big - log_big + log_big / big + log_big * (log_big - 2.0) / (2.0 * big * big)
-    return torch.where(u <= -2.0, low, torch.where(u <= 1.0, mid, high))
+    """A first approximation of ω(u) for u ≥ the exp threshold, within 2% everywhere:
+    s − log(1 + s)·s/(s + 2) with s = log(1 + eᵘ), which is eᵘ − e²ᵘ/2 + … for u ≪ 0 and
+    u − log u + … for u ≫ 0, like ω. Five operations; one fourth-order step then leaves a
+    relative error below 3e-9 (float32 results correctly rounded), two reach float64's."""
+    s = F.softplus(u)
+    return torch.addcmul(s, torch.log1p(s) / (s + 2.0), s, value=-1.0)  # no overflow
 
 
 def _refine(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """One fourth-order step towards ω + log ω = u, scaled by (1 + ω)² against overflow."""
+    """One fourth-order step towards ω + log ω = u, scaled by (1 + ω)² against overflow:
+    ω·(1 + s·(q − t/2)/(q − t)) with r = u − ω − log ω, s = r/(1 + ω), t = s/(1 + ω),
+    q = 1 + 2s/3 (numerator and denominator taken times 3/2, which saves two operations)."""
     r = u - w - torch.log(w)
     p = 1.0 + w
     s = r / p
-    q = 1.0 + (2.0 / 3.0) * s
     t = s / p  # r / (1 + ω)², underflows harmlessly to 0 for huge ω
-    return w * (1.0 + s * (q - 0.5 * t) / (q - t))
+    q = s + 1.5  # 3q/2
+    ratio = torch.sub(q, t, alpha=0.75) / torch.sub(q, t, alpha=1.5)
+    return torch.addcmul(w, w * s, ratio)
 
 
 def widest_float(device: torch.device) -> torch.dtype:
@@ -48,44 +52,48 @@ def widest_float(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _wright_omega_value(u: torch.Tensor) -> torch.Tensor:
+def _wright_omega_value(u: torch.Tensor, finite: bool = False) -> torch.Tensor:
     dtype = u.dtype
     # The residual u − ω − log ω cancels for u < 0, so a float32 evaluation loses a few ulps
     # there; float64 costs next to nothing elementwise.
     work = widest_float(u.device)
     uw = u.to(work)
     threshold = _EXP_THRESHOLD[work]
-    uc = torch.clamp(uw, min=threshold)
-    # Keep +inf out of the iteration (inf - inf); it is put back below.
-    uc = torch.where(torch.isinf(uc), torch.zeros_like(uc), uc)
+    # Below the threshold ω = eᵘ (put back below); +inf is kept out of the iteration (inf − inf)
+    # and put back below too.
+    uc = torch.clamp(uw, min=threshold, max=torch.finfo(work).max)
     w = _start(uc)
-    for _ in range(_ITERATIONS):
+    for _ in range(_ITERATIONS.get(dtype, 1)):
         w = _refine(uc, w)
     w = torch.where(uw < threshold, torch.exp(uw), w)
-    w = torch.where(uw == float("inf"), uw, w)
+    if not finite:
+        w = torch.where(uw == float("inf"), uw, w)
     return w.to(dtype)
 
 
 class _WrightOmega(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        w = _wright_omega_value(u)
+    def forward(ctx, u: torch.Tensor, finite: bool) -> torch.Tensor:  # type: ignore[override]
+        w = _wright_omega_value(u, finite)
         ctx.save_for_backward(w)
         return w
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         (w,) = ctx.saved_tensors
         # ω' = ω / (1 + ω), written as 1 / (1 + 1/ω): 0 at ω = 0, 1 at ω = inf, never NaN.
-        return grad_output / (1.0 + torch.reciprocal(w))
+        return grad_output / (1.0 + torch.reciprocal(w)), None
 
 
-def wright_omega(u: torch.Tensor) -> torch.Tensor:
+def wright_omega(u: torch.Tensor, finite: bool = False) -> torch.Tensor:
     """The Wright omega function ω(u) = W₀(eᵘ), the solution of ω + log ω = u, elementwise.
 
     Args:
         u: a real floating tensor of any shape, on any device. Evaluated in float64 (float32 on
             MPS) and returned in ``u``'s dtype.
+        finite: the caller knows ``u`` holds no +inf (as the proximal step does): skips the
+            two operations that map +inf to +inf. With +inf in ``u`` the result there is the
+            largest finite value instead.
 
     Returns:
         ω(u), same shape, dtype and device as ``u``: positive and finite for every finite ``u``
@@ -100,5 +108,7 @@ def wright_omega(u: torch.Tensor) -> torch.Tensor:
     if not u.is_floating_point():
         raise TypeError(f"`u` must have a floating dtype, got {u.dtype}")
     if torch.is_grad_enabled() and u.requires_grad:
-        return _WrightOmega.apply(u)
-    return _wright_omega_value(u)  # no graph to record: skip the autograd.Function's overhead
+        return _WrightOmega.apply(u, finite)
+    return _wright_omega_value(
+        u, finite
+    )  # no graph to record: skip the autograd.Function's overhead
