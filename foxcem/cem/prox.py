@@ -40,7 +40,7 @@ def flush_subnormal(value: torch.Tensor) -> torch.Tensor:
 
 
 def mirror(x: torch.Tensor, beta: float) -> torch.Tensor:
-    """The ExpGrad mirror map sign(x)·log(|x|/β + 1), elementwise."""
+    """The ExpGrad mirror map ``sign(x)·log(|x|/β + 1)``, elementwise."""
     return torch.log1p(x.abs() * (1.0 / beta)).copysign(x)
 
 
@@ -134,5 +134,5 @@ def prox_from_mirror(
 
 
 def max_abs(value: torch.Tensor) -> torch.Tensor:
-    """max |value| per sample, (N,), in one reduction."""
+    """The largest magnitude of each sample's entries, (N,), in one reduction."""
     return torch.linalg.vector_norm(value.reshape(value.shape[0], -1), float("inf"), dim=1)
