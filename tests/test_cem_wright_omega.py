@@ -100,3 +100,12 @@ def test_dtype_shape_device(device: str) -> None:
 def test_rejects_integer_input() -> None:
     with pytest.raises(TypeError, match="u"):
         wright_omega(torch.arange(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finite_skips_only_the_infinity_branch(dtype: torch.dtype) -> None:
+    u = torch.linspace(-800.0, 800.0, 4001, dtype=torch.float64).to(dtype)
+    assert torch.equal(wright_omega(u, finite=True), wright_omega(u))
+    for bad in ("False", 1, None):
+        with pytest.raises(TypeError, match="finite"):
+            wright_omega(u, finite=bad)  # type: ignore[arg-type]

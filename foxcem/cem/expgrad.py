@@ -222,9 +222,7 @@ class ExpGradOptimizer(torch.optim.Optimizer):
                 state = self.state[p]
                 if "step" not in state:
                     self._init_state(p, state, group)
-                g = p.grad.detach()
-                if g.dtype != state["x"].dtype:
-                    g = g.to(state["x"].dtype)
+                g = p.grad.detach().to(state["x"].dtype)
                 if g.device.type != "cpu" or not math.isfinite(float(g.sum())):
                     # A NaN/inf gradient would poison the sample's state: the sample is frozen
                     # and flagged instead (no host sync; see :meth:`invalid`). On the CPU the

@@ -82,6 +82,10 @@ def exp_grad_prox(
         The new point, (N, …), never NaN for finite inputs (ω never overflows), without
         subnormal entries (:func:`flush_subnormal`).
     """
+    # The optimizers flush their bounds once; a caller's bounds are flushed here, so that
+    # clipping to them cannot bring a subnormal value back.
+    lower = None if lower is None else flush_subnormal(lower)
+    upper = None if upper is None else flush_subnormal(upper)
     inverse = per_sample(1.0 / alpha, x)
     z = mirror(x, beta) - G * inverse
     shrink, b = shrink_coefficients(per_sample(scale, x) * inverse, l1, l2)

@@ -17,11 +17,22 @@ import torch.optim.optimizer as torch_optimizer
 __all__ = ["light_profile_hook_step"]
 
 
+#: The torch internals the wrapper reads; without them (another torch version) torch's own
+#: wrapper is used, so no step hook is ever skipped.
+_INTERNALS = all(
+    hasattr(module, name)
+    for module, name in (
+        (torch_optimizer, "_global_optimizer_pre_hooks"),
+        (torch_optimizer, "_global_optimizer_post_hooks"),
+        (torch.autograd, "_profiler_enabled"),
+    )
+)
+
+
 def _run_hooked(self: Any, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     """``func(*args, **kwargs)`` between the optimizer step hooks, as ``torch.optim`` runs it."""
-    optim = torch_optimizer
     for pre_hook in (
-        *getattr(optim, "_global_optimizer_pre_hooks", {}).values(),
+        *torch_optimizer._global_optimizer_pre_hooks.values(),
         *self._optimizer_step_pre_hooks.values(),
     ):
         result = pre_hook(self, args, kwargs)
@@ -36,7 +47,7 @@ def _run_hooked(self: Any, func: Callable[..., Any], args: Any, kwargs: Any) -> 
     self._optimizer_step_code()
     for post_hook in (
         *self._optimizer_step_post_hooks.values(),
-        *getattr(optim, "_global_optimizer_post_hooks", {}).values(),
+        *torch_optimizer._global_optimizer_post_hooks.values(),
     ):
         post_hook(self, args, kwargs)
     return out
@@ -45,7 +56,10 @@ def _run_hooked(self: Any, func: Callable[..., Any], args: Any, kwargs: Any) -> 
 def light_profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.optim.Optimizer.profile_hook_step`` at a fraction of its cost per step: the
     global and per-optimizer pre- and post-step hooks run as there, the profiler's
-    ``record_function`` only while a profiler is enabled."""
+    ``record_function`` only while a profiler is enabled (torch's own wrapper where this
+    torch lacks the internals it reads)."""
+    if not _INTERNALS:  # pragma: no cover - depends on the torch version
+        return torch.optim.Optimizer.profile_hook_step(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

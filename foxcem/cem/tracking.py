@@ -17,6 +17,7 @@ __all__ = [
     "as_evaluation",
     "make_optimizer",
     "merge",
+    "norms",
     "plain_evaluation",
     "regulariser",
     "regulariser_weights",
@@ -25,13 +26,18 @@ __all__ = [
 ]
 
 
+def norms(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖δ‖₁, ‖δ‖²₂) per sample, (N,) each, one reduction each."""
+    flat = delta.detach().reshape(delta.shape[0], -1)
+    return torch.linalg.vector_norm(flat, 1, dim=1), torch.linalg.vecdot(flat, flat)
+
+
 def regulariser(delta: torch.Tensor, l1: float, l2: float) -> torch.Tensor:
     """l1·‖δ‖₁ + (l2/2)·‖δ‖²₂ per sample, (N,), in float32 or wider."""
-    flat = delta.detach().reshape(delta.shape[0], -1)
-    if flat.dtype not in (torch.float32, torch.float64):
-        flat = flat.float()
-    norm1 = torch.linalg.vector_norm(flat, 1, dim=1)
-    return torch.add(l1 * norm1, torch.linalg.vecdot(flat, flat), alpha=0.5 * l2)
+    if delta.dtype not in (torch.float32, torch.float64):
+        delta = delta.float()
+    norm1, norm2 = norms(delta)
+    return torch.add(l1 * norm1, norm2, alpha=0.5 * l2)
 
 
 class BestIterate:
@@ -87,12 +93,12 @@ class History:
     @staticmethod
     def describe(delta: torch.Tensor, evaluation: CEMEvaluation) -> dict[str, torch.Tensor]:
         """The record of one iterate: its evaluation and norms, (N,) each."""
-        flat = delta.detach().reshape(delta.shape[0], -1)
+        l1, l2 = norms(delta)
         return {
             "loss": evaluation.loss.detach(),
             "attack": evaluation.attack.detach(),
-            "l1": torch.linalg.vector_norm(flat, 1, dim=1),
-            "l2": torch.linalg.vecdot(flat, flat),
+            "l1": l1,
+            "l2": l2,
             "success": evaluation.success,
         }
 

@@ -2,10 +2,10 @@
 
 ω is the solution of ω + log ω = u; it is what the ExpGrad proximal step needs when l2 > 0. The
 older numpy code evaluated it as ``lambertw(exp(u))``, which overflows for u ≳ 709 (float64) and
-u ≳ 88 (float32). Here it is computed from a closed-form start that shares ω's behaviour at both ends (within 2%
-in between), followed by steps of the classical fourth-order iteration for ω + log ω = u
-(Communications of the ACM 16(2), 1973; also used by scipy), written so that no intermediate
-overflows: one step for results up to float32, two for float64. The cost is a fixed number of
+u ≳ 88 (float32). Here it is computed from a closed-form start that shares ω's behaviour at both
+ends (within 2% in between), followed by steps of the classical fourth-order iteration for
+ω + log ω = u (Communications of the ACM 16(2), 1973; also used by scipy), written so that no
+intermediate overflows: one step for results up to float32, two for float64. The cost is a fixed number of
 elementwise operations (about 20 for float32): on a small δ it is their count, not their size,
 that costs, so the start has no branches.
 The iteration runs in float64 (float32 on devices without float64), so float32 results are
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from foxcem.core.checks import check_bool
 
 __all__ = ["wright_omega"]
 
@@ -92,8 +94,8 @@ def wright_omega(u: torch.Tensor, finite: bool = False) -> torch.Tensor:
         u: a real floating tensor of any shape, on any device. Evaluated in float64 (float32 on
             MPS) and returned in ``u``'s dtype.
         finite: the caller knows ``u`` holds no +inf (as the proximal step does): skips the
-            two operations that map +inf to +inf. With +inf in ``u`` the result there is the
-            largest finite value instead.
+            two operations that map +inf to +inf. With +inf in ``u`` the result there is
+            float64's largest finite value instead (+inf again once cast to float32).
 
     Returns:
         ω(u), same shape, dtype and device as ``u``: positive and finite for every finite ``u``
@@ -107,8 +109,8 @@ def wright_omega(u: torch.Tensor, finite: bool = False) -> torch.Tensor:
         u = torch.as_tensor(u, dtype=torch.get_default_dtype())
     if not u.is_floating_point():
         raise TypeError(f"`u` must have a floating dtype, got {u.dtype}")
+    finite = check_bool(finite, "finite")
     if torch.is_grad_enabled() and u.requires_grad:
         return _WrightOmega.apply(u, finite)
-    return _wright_omega_value(
-        u, finite
-    )  # no graph to record: skip the autograd.Function's overhead
+    # No graph to record: skip the autograd.Function's overhead.
+    return _wright_omega_value(u, finite)
